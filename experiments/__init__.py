@@ -1,0 +1,1 @@
+"""Runnable studies on the emulated backbone."""

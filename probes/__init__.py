@@ -1,0 +1,1 @@
+"""Measurements: RTT, one-way delay, throughput, envelope verdicts."""

@@ -1,0 +1,1 @@
+"""The backbone as data: sites, links, delays, loaders, and the Mininet edge."""
