@@ -1,0 +1,149 @@
+"""The os-ken-facing layer: thin event handlers that delegate to :class:`ControllerCore`.
+
+Each handler takes the lock, calls the core with the current time, and sends what it
+returns through :meth:`EdwcController.send` (the one seam). A handler that raises logs the
+traceback loudly and the app carries on. ``RUNTIME`` is filled in by ``controller.__main__``
+before os-ken instantiates the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.lib import hub
+from os_ken.ofproto import ofproto_v1_3
+
+from .core import ControllerCore, PortInfo
+from .plan import Plan
+from .status import StatusWriter
+
+LOG = logging.getLogger("edwc.controller")
+TICK_SECONDS = 0.05
+
+
+@dataclass
+class Runtime:
+    plan: Plan | None = None
+    status_path: str | None = None
+    probe_interval: float = 1.0
+
+
+RUNTIME = Runtime()
+
+
+def describe_error(msg) -> str:
+    o = ofproto_v1_3
+    types = {v: k for k, v in vars(o).items() if k.startswith("OFPET_") and isinstance(v, int)}
+    tname = types.get(msg.type, str(msg.type))
+    data = msg.data
+    try:
+        from os_ken.ofproto import ofproto_parser
+        (version, mtype, mlen, xid) = ofproto_parser.header(data)
+        offending = f"offending msg type={mtype} xid={xid} len={mlen}"
+    except Exception:
+        offending = f"data={bytes(data[:32]).hex()}"
+    return f"type={tname}({msg.type}) code={msg.code} xid={msg.xid} {offending}"
+
+
+class EdwcController(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if RUNTIME.plan is None:
+            raise RuntimeError("controller.app.RUNTIME.plan is not set; run `python -m controller`")
+        self.core = ControllerCore(RUNTIME.plan, RUNTIME.probe_interval, now=time.monotonic())
+        self.status = StatusWriter(RUNTIME.status_path) if RUNTIME.status_path else None
+        self.lock = threading.RLock()
+        self._stopping = threading.Event()
+
+    # ---- the seam ----------------------------------------------------------------------
+    def send(self, msgs: list) -> None:
+        for msg in msgs:
+            try:
+                msg.datapath.send_msg(msg)
+            except Exception:
+                LOG.exception("sending %s to dpid=%s failed", type(msg).__name__,
+                              getattr(msg.datapath, "id", None))
+
+    def _run(self, what: str, fn, *args) -> None:
+        try:
+            with self.lock:
+                now = time.monotonic()
+                msgs = fn(*args, now)
+                self.send(msgs)
+                self._write_status(now)
+        except Exception:
+            LOG.exception("handler %s FAILED (the controller keeps running)", what)
+
+    def _write_status(self, now: float, force: bool = False) -> None:
+        if self.status is not None:
+            self.status.maybe_write(self.core.serial, now, self.core.status, force=force)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self):
+        thread = super().start()
+        self.threads.append(hub.spawn(self._ticker))
+        with self.lock:
+            self._write_status(time.monotonic(), force=True)
+        return thread
+
+    def stop(self):
+        self._stopping.set()
+        super().stop()
+
+    def write_final_status(self) -> None:
+        with self.lock:
+            self._write_status(time.monotonic(), force=True)
+
+    def _ticker(self) -> None:
+        while not self._stopping.wait(TICK_SECONDS):
+            self._run("tick", self.core.tick)
+
+    # ---- OpenFlow events ---------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def on_features(self, ev):
+        self._run("switch_features", self.core.switch_up, ev.msg.datapath)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def on_dead(self, ev):
+        dp = ev.datapath
+        if dp.id is None:
+            return
+
+        def down(now):
+            if self.core.dps.get(dp.id) is not dp:  # an old connection of a reconnected switch
+                return []
+            return self.core.switch_down(dp.id, now)
+        self._run("switch_dead", down)
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def on_port_desc(self, ev):
+        ports = [PortInfo(p.port_no, p.state, p.config) for p in ev.msg.body]
+        self._run("port_desc", self.core.port_desc, ev.msg.datapath.id, ports)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def on_port_status(self, ev):
+        d = ev.msg.desc
+        self._run("port_status", self.core.port_status, ev.msg.datapath.id, ev.msg.reason,
+                  PortInfo(d.port_no, d.state, d.config))
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def on_packet_in(self, ev):
+        msg = ev.msg
+        self._run("packet_in", self.core.packet_in, msg.datapath.id, msg.match["in_port"],
+                  bytes(msg.data))
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def on_barrier(self, ev):
+        self._run("barrier", self.core.barrier_reply, ev.msg.datapath.id, ev.msg.xid)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def on_error(self, ev):
+        self._run("error", self.core.of_error, ev.msg.datapath.id, describe_error(ev.msg))

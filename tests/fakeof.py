@@ -1,0 +1,289 @@
+"""A fake OpenFlow 1.3 flow table (one table per switch) and a packet tracer over a plan.
+
+Small cousin of Faucet's clib/fakeoftable.py: apply the OFPFlowMods the controller
+generates, then ask "which actions for this packet?" or "which sites does a packet from
+host A to host B cross?". Supports add / modify / modify_strict / delete / delete_strict,
+priorities, cookies with masks, exact and masked matches on in_port, eth_*, ipv4_*,
+ip_proto and L4 ports, apply-actions with output and set_field. No groups, no meters,
+no multiple tables: a message using them raises NotImplementedError.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+_ALL_ONES = {"in_port": 0xFFFFFFFF, "eth_type": 0xFFFF, "ip_proto": 0xFF, "vlan_vid": 0x1FFF,
+             "tcp_src": 0xFFFF, "tcp_dst": 0xFFFF, "udp_src": 0xFFFF, "udp_dst": 0xFFFF,
+             "eth_dst": (1 << 48) - 1, "eth_src": (1 << 48) - 1,
+             "ipv4_dst": 0xFFFFFFFF, "ipv4_src": 0xFFFFFFFF, "arp_tpa": 0xFFFFFFFF,
+             "arp_spa": 0xFFFFFFFF, "arp_op": 0xFFFF}
+
+
+def _to_int(name: str, value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if name.startswith("eth_"):
+        return int(value.replace(":", ""), 16)
+    if name.startswith(("ipv4_", "arp_tpa", "arp_spa")):
+        return int(ipaddress.IPv4Address(value))
+    raise TypeError(f"cannot interpret {name}={value!r}")
+
+
+def normalize_match(match: Any) -> dict[str, tuple[int, int]]:
+    """OFPMatch (or a dict of field -> value | (value, mask)) -> {field: (value, mask)}."""
+    items = match.items() if hasattr(match, "items") else []
+    out = {}
+    for name, v in items:
+        if name not in _ALL_ONES:
+            raise NotImplementedError(f"match field {name}")
+        if isinstance(v, tuple):
+            val, mask = _to_int(name, v[0]), _to_int(name, v[1])
+        else:
+            val, mask = _to_int(name, v), _ALL_ONES[name]
+        out[name] = (val & mask, mask)
+    return out
+
+
+@dataclass
+class Flow:
+    priority: int
+    match: dict[str, tuple[int, int]]
+    cookie: int
+    actions: list[Any] = field(default_factory=list)
+
+    def matches_packet(self, pkt: dict[str, int]) -> bool:
+        for name, (val, mask) in self.match.items():
+            if name not in pkt or (pkt[name] & mask) != val:
+                return False
+        return True
+
+    def covered_by(self, other: dict[str, tuple[int, int]]) -> bool:
+        """True when this flow's match is at least as specific as ``other`` (non-strict ops)."""
+        for name, (val, mask) in other.items():
+            mine = self.match.get(name)
+            if mine is None or (mine[1] & mask) != mask or (mine[0] & mask) != val:
+                return False
+        return True
+
+    def outputs(self) -> list[int]:
+        return [a.port for a in self.actions if isinstance(a, parser.OFPActionOutput)]
+
+
+def _actions(instructions: list) -> list:
+    acts: list = []
+    for inst in instructions:
+        if not isinstance(inst, parser.OFPInstructionActions):
+            raise NotImplementedError(f"instruction {type(inst).__name__}")
+        if inst.type != ofp.OFPIT_APPLY_ACTIONS:
+            raise NotImplementedError("only apply-actions")
+        for a in inst.actions:
+            if not isinstance(a, (parser.OFPActionOutput, parser.OFPActionSetField)):
+                raise NotImplementedError(f"action {type(a).__name__}")
+            acts.append(a)
+    return acts
+
+
+class FakeTable:
+    """One switch's table 0."""
+
+    def __init__(self, dpid: int) -> None:
+        self.dpid = dpid
+        self.flows: list[Flow] = []
+
+    def apply(self, fm: Any) -> None:
+        if fm.table_id not in (0, ofp.OFPTT_ALL):
+            raise NotImplementedError(f"table {fm.table_id}")
+        m = normalize_match(fm.match)
+        cmd = fm.command
+
+        def cookie_ok(f: Flow) -> bool:
+            return (f.cookie & fm.cookie_mask) == (fm.cookie & fm.cookie_mask)
+
+        def out_ok(f: Flow) -> bool:
+            return fm.out_port in (ofp.OFPP_ANY, None) or fm.out_port in f.outputs()
+
+        if cmd == ofp.OFPFC_ADD:
+            acts = _actions(fm.instructions)
+            self.flows = [f for f in self.flows if not (f.priority == fm.priority and f.match == m)]
+            self.flows.append(Flow(fm.priority, m, fm.cookie, acts))
+        elif cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
+            acts = _actions(fm.instructions)
+            strict = cmd == ofp.OFPFC_MODIFY_STRICT
+            for f in self.flows:
+                hit = (f.priority == fm.priority and f.match == m) if strict else f.covered_by(m)
+                if hit and cookie_ok(f):
+                    f.actions = list(acts)
+        elif cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
+            strict = cmd == ofp.OFPFC_DELETE_STRICT
+            keep = []
+            for f in self.flows:
+                hit = (f.priority == fm.priority and f.match == m) if strict else f.covered_by(m)
+                if not (hit and cookie_ok(f) and out_ok(f)):
+                    keep.append(f)
+            self.flows = keep
+        else:
+            raise NotImplementedError(f"flow-mod command {cmd}")
+
+    def lookup(self, pkt: dict[str, Any]) -> Flow | None:
+        """The highest-priority flow matching ``pkt``; raises on an ambiguous tie."""
+        p = {k: _to_int(k, v) for k, v in pkt.items()}
+        hits = [f for f in self.flows if f.matches_packet(p)]
+        if not hits:
+            return None
+        top = max(f.priority for f in hits)
+        best = [f for f in hits if f.priority == top]
+        if len(best) > 1:
+            raise AssertionError(f"dpid {self.dpid}: {len(best)} overlapping flows at priority {top}")
+        return best[0]
+
+    def actions_for(self, pkt: dict[str, Any]) -> list:
+        flow = self.lookup(pkt)
+        return [] if flow is None else list(flow.actions)
+
+    def flow_count(self, priority: int | None = None) -> int:
+        return sum(1 for f in self.flows if priority is None or f.priority == priority)
+
+
+class FakeNetwork:
+    """Fake tables for every plan switch, wired by the plan's links."""
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+        self.tables = {s.dpid: FakeTable(s.dpid) for s in plan.switches}
+        self.site = {s.dpid: s.site for s in plan.switches}
+        self.down: set[str] = set()  # link ids that are cut
+        self.packet_outs: list[Any] = []
+
+    def apply(self, msgs: list) -> None:
+        for m in msgs:
+            if isinstance(m, parser.OFPFlowMod):
+                self.tables[m.datapath.id].apply(m)
+            elif isinstance(m, parser.OFPPacketOut):
+                self.packet_outs.append(m)
+            # barriers, port-desc requests: nothing to model
+
+    def _peer(self, dpid: int, port: int) -> tuple[int, int] | None:
+        for lk in self.plan.links:
+            if lk.id in self.down:
+                continue
+            if (lk.a_dpid, lk.a_port) == (dpid, port):
+                return lk.b_dpid, lk.b_port
+            if (lk.b_dpid, lk.b_port) == (dpid, port):
+                return lk.a_dpid, lk.a_port
+        return None
+
+    def trace(self, src_name: str, dst_name: str, max_hops: int = 64) -> list[str]:
+        """Sites crossed by an IPv4 packet from host src to host dst; raises on drop or loop."""
+        hosts = {h.name: h for h in self.plan.hosts}
+        src, dst = hosts[src_name], hosts[dst_name]
+        pkt = {"eth_type": 0x0800, "eth_src": src.mac, "eth_dst": dst.mac,
+               "ipv4_src": src.ip, "ipv4_dst": dst.ip}
+        dpid, in_port = src.dpid, src.port
+        sites: list[str] = []
+        seen: set[tuple[int, int]] = set()
+        while True:
+            if (dpid, in_port) in seen or len(sites) >= max_hops:
+                raise TraceError(f"loop: {' '.join(sites)} -> {self.site[dpid]}")
+            seen.add((dpid, in_port))
+            sites.append(self.site[dpid])
+            outs = [a.port for a in self.tables[dpid].actions_for({**pkt, "in_port": in_port})
+                    if isinstance(a, parser.OFPActionOutput)]
+            if not outs:
+                raise TraceError(f"dropped at {self.site[dpid]} (dpid {dpid}) after {sites}")
+            if len(outs) > 1:
+                raise TraceError(f"{len(outs)} outputs at dpid {dpid}: {outs}")
+            out = in_port if outs[0] == ofp.OFPP_IN_PORT else outs[0]
+            if out > ofp.OFPP_MAX:
+                raise TraceError(f"reserved output port {out:#x} at dpid {dpid}")
+            host = next((h for h in self.plan.hosts if (h.dpid, h.port) == (dpid, out)), None)
+            if host is not None:
+                if host.name != dst.name:
+                    raise TraceError(f"delivered to {host.name} instead of {dst.name}")
+                return sites
+            peer = self._peer(dpid, out)
+            if peer is None:
+                raise TraceError(f"output to unwired or cut port {dpid}:{out}")
+            dpid, in_port = peer
+
+
+class TraceError(AssertionError):
+    pass
+
+
+# ---- plan documents and a discovery driver shared by the controller tests -----------------
+
+def ring_plan_doc(run_id: str = "t001") -> dict:
+    """Four switches in a ring s1-s2-s3-s4-s1, one host each.
+
+    s1->s2 direct is 10 ms but s1->s4->s3->s2 is 3 ms, so the latency-shortest path is not
+    the fewest-hop one; the link is asymmetric (s2->s1 is 0.5 ms), so the reverse goes direct.
+    """
+    sites = ["beijing", "shanghai", "guangzhou", "chengdu"]
+    doc: dict = {"format": "edwc-plan/1", "run_id": run_id, "topology": "test-ring",
+                 "switches": [], "hosts": [], "links": []}
+    for i, site in enumerate(sites, start=1):
+        doc["switches"].append({"name": f"x{run_id}s{i}", "site": site, "dpid": i})
+        doc["hosts"].append({"name": site, "site": site, "ip": f"10.0.0.{i}", "prefixlen": 8,
+                             "mac": f"02:00:00:00:00:{i:02x}", "dpid": i, "port": 1})
+    # (a, b, a_port, b_port, ab, ba): port 2 = clockwise, port 3 = counter-clockwise
+    for a, b, ab, ba in [(1, 2, 10.0, 0.5), (2, 3, 1.0, 1.0), (3, 4, 1.0, 1.0), (4, 1, 1.0, 1.0)]:
+        doc["links"].append({"id": f"{sites[a - 1]}-{sites[b - 1]}", "a": sites[a - 1],
+                             "b": sites[b - 1], "a_dpid": a, "a_port": 2, "b_dpid": b,
+                             "b_port": 3, "delay_ms_ab": ab, "delay_ms_ba": ba,
+                             "bandwidth_mbps": 1000.0})
+    return doc
+
+
+def port_infos(plan: Any, dpid: int, down: tuple[int, ...] = ()) -> list:
+    """PortInfo for every plan port of a switch (hosts and links), some of them down."""
+    from controller.core import PortInfo
+    ports = {h.port for h in plan.hosts if h.dpid == dpid}
+    for lk in plan.links:
+        if lk.a_dpid == dpid:
+            ports.add(lk.a_port)
+        if lk.b_dpid == dpid:
+            ports.add(lk.b_port)
+    return [PortInfo(p, ofp.OFPPS_LINK_DOWN if p in down else 0, 0) for p in sorted(ports)]
+
+
+def deliver_probes(core: Any, net: FakeNetwork, msgs: list, now: float) -> list:
+    """Carry every probe packet-out in ``msgs`` across the (fake) wire to the core.
+
+    Returns every message the core produced in response (recursively), all applied to
+    ``net``'s tables.
+    """
+    from controller.probe import ETH_TYPE_LLDP
+    out: list = []
+    queue = list(msgs)
+    while queue:
+        m = queue.pop(0)
+        out.append(m)
+        net.apply([m])
+        if isinstance(m, parser.OFPPacketOut) and m.data[12:14] == ETH_TYPE_LLDP.to_bytes(2, "big"):
+            peer = net._peer(m.datapath.id, m.actions[0].port)
+            if peer is not None and peer[0] in core.dps:
+                queue.extend(core.packet_in(peer[0], peer[1], bytes(m.data), now))
+    return out
+
+
+def bring_up(core: Any, net: FakeNetwork, now: float = 0.0) -> list:
+    """Connect every plan switch, answer port descriptions, discover all links."""
+    from controller.ofmsg import stub_datapath
+    msgs: list = []
+    for s in net.plan.switches:
+        msgs += deliver_probes(core, net, core.switch_up(stub_datapath(s.dpid), now), now)
+    for s in net.plan.switches:
+        msgs += deliver_probes(core, net, core.port_desc(s.dpid, port_infos(net.plan, s.dpid), now),
+                               now)
+    return msgs
+
+
+def ack_barriers(core: Any, msgs: list, now: float = 0.0) -> None:
+    for m in msgs:
+        if isinstance(m, parser.OFPBarrierRequest):
+            core.barrier_reply(m.datapath.id, m.xid, now)

@@ -1,0 +1,364 @@
+"""Bring a Network up in Mininet with its delays, with the controller, and take it down.
+
+    with Emulation(load_topology("edwc")) as emu:
+        emu.net["beijing"].cmd("ping -c1", emu.plan.host("zhangjiakou").ip)
+
+One plan (topology.plan) feeds Mininet, the controller (plan.json) and the reports. Every
+bridge, interface and process is recorded (topology.lifecycle) before or as it is
+created; stop() and a failed start() remove exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from topology import emulation
+from topology.emulation import EmulationChoice, EmulationError
+from topology.lifecycle import RECORD_DIR, RunRecord, intf_exists
+from topology.model import Network
+from topology.plan import Plan, make_plan, new_run_id
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Per-switch-traversal latency of the OVS userspace datapath that the delay line subtracts
+# when no calibration is given; topology.calibrate measures it on the machine at hand.
+DEFAULT_SUBSTRATE_US = 0.0
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def _need_tools(choice: EmulationChoice) -> None:
+    tools = ["ovs-vsctl", "ovs-ofctl", "mnexec", "ip", "tc", "ping"]
+    if choice.datapath == "user" or choice.link == "userspace":
+        tools.append("ethtool")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise BuildError(f"missing tool(s): {', '.join(missing)}; run ./setup.sh to install "
+                         "them")
+    r = subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError("Open vSwitch is not running (ovs-vsctl show failed: "
+                         f"{r.stderr.strip()[:120]}); run ./setup.sh to start it")
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _batch(tool: list[str], lines: list[str], what: str) -> None:
+    if not lines:
+        return
+    r = subprocess.run([*tool, "-batch", "-"], input="\n".join(lines) + "\n",
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise EmulationError(f"{what} failed: {(r.stderr or r.stdout).strip()[:400]}")
+
+
+@dataclass
+class Emulation:
+    """A running emulation of `network`. Use as a context manager."""
+
+    network: Network
+    link_emulation: str = "auto"
+    datapath: str = "auto"
+    run_id: str | None = None
+    work_dir: Path | None = None
+    keep_work_dir: bool = False
+    start_controller: bool = True
+    controller_timeout: float = 60.0
+    substrate_us: float | None = None  # per-hop OVS latency to subtract; None = default
+    delay_workers: int | None = None
+    seed: int = 1
+    log: object = print
+    choice: EmulationChoice | None = None
+    plan: Plan | None = None
+    net: object = None
+    timings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._record: RunRecord | None = None
+        self._controller_proc: subprocess.Popen | None = None
+        self._delay_lines: list = []
+        self._started = False
+
+    # --- public ------------------------------------------------------------------------
+    def __enter__(self) -> Emulation:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def status_path(self) -> Path:
+        assert self.work_dir is not None
+        return self.work_dir / "controller-status.json"
+
+    @property
+    def controller_log(self) -> Path:
+        assert self.work_dir is not None
+        return self.work_dir / "controller.log"
+
+    def controller_status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def start(self) -> Emulation:
+        if os.geteuid() != 0:
+            raise BuildError("the emulation needs root (network namespaces, Open vSwitch); "
+                             "run it with sudo")
+        t0 = time.monotonic()
+        self.choice = emulation.choose(self.link_emulation, self.datapath)
+        _need_tools(self.choice)
+        self.log(f"[emulation] {self.choice.describe()}")
+        self.run_id = self.run_id or self._fresh_run_id()
+        self.plan = make_plan(self.network, self.run_id)
+        self._record = RunRecord(self.run_id)
+        self._record.open(topology=self.network.name, argv=sys.argv)
+        try:
+            if self.work_dir is None:
+                self.work_dir = RECORD_DIR / self.run_id
+                self._record.directory(self.work_dir)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            (self.work_dir / "plan.json").write_text(self.plan.to_json())
+            if self.start_controller:
+                self._start_controller()
+            self._build_mininet()
+            self.timings["build_s"] = time.monotonic() - t0
+            if self.start_controller:
+                self.wait_controller_ready(self.controller_timeout)
+            self.timings["up_s"] = time.monotonic() - t0
+            self._started = True
+        except BaseException:
+            self.log("[emulation] start failed; removing what was built")
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        t0 = time.monotonic()
+        for dl in self._delay_lines:
+            try:
+                dl.stop()
+            except Exception as e:  # keep going: everything else must still be removed
+                self.log(f"[emulation] stopping delay line: {e}")
+        if self.net is not None:
+            try:
+                self.net.stop()
+            except Exception as e:
+                self.log(f"[emulation] Mininet stop: {e}")
+            self.net = None
+        if self._controller_proc is not None:
+            self._stop_controller()
+        if self._record is not None:
+            if self.keep_work_dir and self.work_dir is not None:
+                # forget the work dir so release() keeps it
+                entries = [e for e in self._record.entries() if e.get("t") != "dir"]
+                from topology.lifecycle import release_entries
+                release_entries(entries)
+                self._record.path.unlink(missing_ok=True)
+            else:
+                self._record.release()
+            self._record = None
+        self.timings["down_s"] = time.monotonic() - t0
+        self._started = False
+
+    def wait_controller_ready(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._controller_proc is not None and self._controller_proc.poll() is not None:
+                raise BuildError("the controller exited with status "
+                                 f"{self._controller_proc.returncode}:\n{self._log_tail()}")
+            st = self.controller_status()
+            if st.get("ready"):
+                return st
+            time.sleep(0.05)
+        st = self.controller_status()
+        raise BuildError(
+            f"controller not ready after {timeout:.0f} s: switches "
+            f"{len(st.get('switches', []))}/{st.get('expected', {}).get('switches', '?')}, links "
+            f"{len(st.get('links', []))}/{st.get('expected', {}).get('links', '?')}\n"
+            f"{self._log_tail()}")
+
+    def host(self, name: str):
+        return self.net[name]
+
+    def cut_link(self, a: str, b: str) -> None:
+        """A fibre cut: carrier loss on both switch ports of the link."""
+        ln = self.plan.link(a, b)
+        subprocess.run(["ip", "link", "set", ln.a_intf, "down"], check=True)
+        subprocess.run(["ip", "link", "set", ln.b_intf, "down"], check=True)
+
+    def restore_link(self, a: str, b: str) -> None:
+        ln = self.plan.link(a, b)
+        subprocess.run(["ip", "link", "set", ln.a_intf, "up"], check=True)
+        subprocess.run(["ip", "link", "set", ln.b_intf, "up"], check=True)
+
+    def describe(self) -> dict:
+        """What this run is, for reports."""
+        return {"run_id": self.run_id, "topology": self.network.name,
+                "topology_source": self.network.source,
+                "emulation": self.choice.to_dict() if self.choice else None,
+                "substrate_us": self.substrate_us, "seed": self.seed,
+                "switches": len(self.plan.switches) if self.plan else 0,
+                "hosts": len(self.plan.hosts) if self.plan else 0,
+                "links": len(self.plan.links) if self.plan else 0,
+                "timings": dict(self.timings)}
+
+    # --- internals ---------------------------------------------------------------------
+    def _fresh_run_id(self) -> str:
+        for _ in range(20):
+            rid = new_run_id()
+            if not (RECORD_DIR / f"{rid}.jsonl").exists() and not intf_exists(f"ew{rid}s1"):
+                return rid
+        raise BuildError("could not find a free run id")
+
+    def _log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.controller_log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no controller log)"
+        return "\n".join(f"  | {ln}" for ln in text[-lines:])
+
+    def _start_controller(self) -> None:
+        port = free_tcp_port()
+        self._controller_port = port
+        cmd = [sys.executable, "-m", "controller", "--plan", str(self.work_dir / "plan.json"),
+               "--listen", f"127.0.0.1:{port}", "--status", str(self.status_path),
+               "--log-file", str(self.controller_log)]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        with open(self.work_dir / "controller.stderr", "wb") as err:
+            self._controller_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                                     stderr=err, cwd=REPO_ROOT, env=env,
+                                                     start_new_session=True)
+        self._record.process(self._controller_proc.pid, "controller")
+        self.log(f"[emulation] controller pid {self._controller_proc.pid} on "
+                 f"127.0.0.1:{port}")
+
+    def _stop_controller(self) -> None:
+        proc = self._controller_proc
+        self._controller_proc = None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=3)
+
+    def _build_mininet(self) -> None:
+        from functools import partial
+
+        from mininet.link import Link
+        from mininet.net import Mininet
+        from mininet.node import Host, OVSSwitch
+
+        from topology.mnlinks import DelayLineLink, ExternalController
+
+        plan, rec, choice = self.plan, self._record, self.choice
+        userspace = choice.link == "userspace"
+        switch_cls = partial(OVSSwitch, failMode="secure", protocols="OpenFlow13",
+                             datapath=choice.datapath, batch=True, inband=False)
+        self.net = net = Mininet(topo=None, build=False, controller=None, switch=switch_cls,
+                                 host=Host, link=Link, autoSetMacs=False, waitConnected=False)
+        if self.start_controller:
+            net.controllers.append(ExternalController("c0", port=self._controller_port))
+        for sw in plan.switches:
+            rec.bridge(sw.name)
+            rec.intf(sw.name)  # the userspace datapath's internal tap
+            node = net.addSwitch(sw.name, dpid=f"{sw.dpid:016x}")
+            rec.process(node.pid, f"switch-shell:{sw.name}")
+        for h in plan.hosts:
+            node = net.addHost(h.name, ip=f"{h.ip}/{h.prefixlen}", mac=h.mac)
+            rec.process(node.pid, f"host-shell:{h.name}")
+            rec.intf(h.intf)
+            net.addLink(node, net[h.switch], port1=0, port2=h.port, intfName1="eth0",
+                        intfName2=h.intf, addr1=h.mac)
+        for ln in plan.links:
+            rec.intf(ln.a_intf)
+            rec.intf(ln.b_intf)
+            if userspace:
+                rec.intf(ln.relay_a)
+                rec.intf(ln.relay_b)
+                net.addLink(net[ln.a_switch], net[ln.b_switch], port1=ln.a_port,
+                            port2=ln.b_port, intfName1=ln.a_intf, intfName2=ln.b_intf,
+                            cls=DelayLineLink, relay1=ln.relay_a, relay2=ln.relay_b)
+            else:
+                net.addLink(net[ln.a_switch], net[ln.b_switch], port1=ln.a_port,
+                            port2=ln.b_port, intfName1=ln.a_intf, intfName2=ln.b_intf)
+        net.build()
+        self._configure_interfaces(net, userspace)
+        if userspace:
+            self._start_delay_lines()
+        net.start()
+
+    def _configure_interfaces(self, net, userspace: bool) -> None:
+        plan, choice = self.plan, self.choice
+        root_intfs = [h.intf for h in plan.hosts]
+        for ln in plan.links:
+            root_intfs += [ln.a_intf, ln.b_intf]
+            if userspace:
+                root_intfs += [ln.relay_a, ln.relay_b]
+        _batch(["ip"], [f"link set {i} up" for i in root_intfs], "bringing interfaces up")
+        if choice.datapath == "user" or userspace:
+            for i in root_intfs:
+                emulation.run(emulation.offload_off_command(i), what=f"offloads off on {i}")
+        for h in plan.hosts:
+            node = net[h.name]
+            cmds = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
+                    "sysctl -qw net.ipv6.conf.default.disable_ipv6=1"]
+            if choice.datapath == "user" or userspace:
+                cmds.append(" ".join(emulation.offload_off_command("eth0")))
+            out = node.cmd(" && ".join(cmds) + " && echo OK")
+            if "OK" not in out:
+                raise EmulationError(f"configuring host {h.name} failed: {out.strip()[:200]}")
+        tc_lines: list[str] = []
+        for ln in plan.links:
+            for intf, delay in ((ln.a_intf, ln.delay_ms_ab), (ln.b_intf, ln.delay_ms_ba)):
+                for cmd in emulation.shaping_commands(
+                        intf, bandwidth_mbps=ln.bandwidth_mbps, delay_ms=delay,
+                        jitter_ms=ln.jitter_ms, loss_pct=ln.loss_pct, netem=not userspace):
+                    tc_lines.append(" ".join(cmd[1:]))
+        _batch(["tc"], tc_lines, "link shaping (tc)")
+
+    def _start_delay_lines(self) -> None:
+        from topology.delayline import DelayLineProcess, Hop, split_links
+
+        comp = DEFAULT_SUBSTRATE_US if self.substrate_us is None else self.substrate_us
+        self.substrate_us = comp
+        pairs = []
+        for ln in self.plan.links:
+            lim_ab = emulation.queue_limit_packets(ln.bandwidth_mbps, ln.delay_ms_ab)
+            lim_ba = emulation.queue_limit_packets(ln.bandwidth_mbps, ln.delay_ms_ba)
+            pairs.append((
+                Hop(id=f"{ln.id}:a>b", in_if=ln.relay_a, out_if=ln.relay_b,
+                    delay_us=ln.delay_ms_ab * 1000, jitter_us=ln.jitter_ms * 1000,
+                    loss=ln.loss_pct / 100, limit=lim_ab, compensation_us=comp),
+                Hop(id=f"{ln.id}:b>a", in_if=ln.relay_b, out_if=ln.relay_a,
+                    delay_us=ln.delay_ms_ba * 1000, jitter_us=ln.jitter_ms * 1000,
+                    loss=ln.loss_pct / 100, limit=lim_ba, compensation_us=comp)))
+        if not pairs:
+            return
+        workers = self.delay_workers or min(len(pairs), max(2, os.cpu_count() or 2))
+        for i, hops in enumerate(split_links(pairs, workers)):
+            if not hops:
+                continue
+            dl = DelayLineProcess.start(hops, self.work_dir, f"delayline-{i}", seed=self.seed,
+                                        python=sys.executable)
+            self._delay_lines.append(dl)
+            self._record.process(dl.pid, f"delayline-{i}")
+        self.log(f"[emulation] {len(self._delay_lines)} delay-line process(es) relaying "
+                 f"{len(pairs)} links, substrate compensation {comp:.0f} us per hop")

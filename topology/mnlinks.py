@@ -1,0 +1,64 @@
+"""Mininet extensions (subclasses, never patches): the delay-line link and an external controller.
+
+DelayLineLink: instead of one veth pair between two switch ports, two pairs whose inner
+ends (relay1, relay2) belong to the userspace delay line:
+
+    switch1 port <-veth-> relay1  ~~delay line~~  relay2 <-veth-> switch2 port
+
+Mininet sees an ordinary link between the two switch ports; taking a port down (a fibre
+cut) is carrier loss on that switch port, as with a plain veth.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from mininet.link import Link
+
+
+class DelayLineLink(Link):
+    def __init__(self, node1, node2, relay1: str, relay2: str, **params):
+        self.relay1, self.relay2 = relay1, relay2
+        super().__init__(node1, node2, **params)
+
+    def makeIntfPair(self, intfname1, intfname2, addr1=None, addr2=None, node1=None,
+                     node2=None, deleteIntfs=True):
+        # Both switches live in the root namespace (OVS), as do the relay ends.
+        for intf, relay, addr in ((intfname1, self.relay1, addr1),
+                                  (intfname2, self.relay2, addr2)):
+            cmd = ["ip", "link", "add", "name", intf]
+            if addr:
+                cmd += ["address", addr]
+            cmd += ["type", "veth", "peer", "name", relay]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"creating {intf}<->{relay} failed: {r.stderr.strip()}")
+
+    def delete(self):
+        # Deleting a veth end deletes its peer: the relay ends go with the switch ports.
+        super().delete()
+
+
+class ExternalController:
+    """A controller process we start and stop ourselves (by pid), seen by Mininet's switches
+    only as a target address. Mininet never starts or kills anything for it."""
+
+    protocol = "tcp"
+
+    def __init__(self, name: str, ip: str = "127.0.0.1", port: int = 6653):
+        self.name, self.ip, self.port = name, ip, port
+
+    def IP(self) -> str:  # noqa: N802 (Mininet's API)
+        return self.ip
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def checkListening(self) -> None:  # noqa: N802
+        pass
+
+    def __str__(self) -> str:
+        return self.name
