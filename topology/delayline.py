@@ -611,7 +611,7 @@ class _Relay:
                 n_in = 0
                 for _ in range(BATCH):
                     try:
-                        n, anc, flags, addr = recv(bufs, 0, ancsize)
+                        n, anc, flags, addr = recv(bufs, ancsize)
                     except BlockingIOError:
                         break
                     except OSError:

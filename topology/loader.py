@@ -103,6 +103,18 @@ def _coord(value) -> float | None:
     return None if math.isnan(v) else v
 
 
+def _read_gml(src: str) -> nx.Graph:
+    text = Path(src).read_text(encoding="utf-8", errors="replace")
+    try:
+        return nx.parse_gml(text, label="id")
+    except nx.NetworkXError as e:
+        if "duplicated" not in str(e):
+            raise
+        # Parallel links without the 'multigraph 1' header (seen in Topology Zoo files).
+        return nx.parse_gml(re.sub(r"graph\s*\[", "graph [ multigraph 1", text, count=1),
+                            label="id")
+
+
 def load_zoo(path: str | os.PathLike, *, missing_coords: str = "error",
              route_factor: float | None = None) -> Network:
     """Read a Topology Zoo GraphML/GML file: nodes need Latitude/Longitude.
@@ -119,7 +131,7 @@ def load_zoo(path: str | os.PathLike, *, missing_coords: str = "error",
         if src.lower().endswith(".graphml"):
             g = nx.read_graphml(src)
         else:
-            g = nx.read_gml(src, label="id")
+            g = _read_gml(src)
     except Exception as e:  # networkx raises many types for malformed files
         raise TopologyError(f"cannot parse as Topology Zoo {Path(src).suffix} file: {e}",
                             src) from None
