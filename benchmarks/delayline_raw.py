@@ -203,11 +203,61 @@ def iperf(lab: Lab, seconds: int) -> dict:
                 srv.wait()
 
 
+_OWD_RX = r"""
+import json, socket, struct, sys
+n, port = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS: kernel receive time
+s.bind(("10.213.0.2", port))
+s.settimeout(3)
+print("ready", flush=True)
+out = []
+try:
+    while len(out) < n:
+        d, anc, fl, a = s.recvmsg(64, 64)
+        seq, tx = struct.unpack("!Id", d[:12])
+        sec, ns = struct.unpack("qq", anc[0][2][:16])
+        out.append([seq, sec + ns * 1e-9 - tx])
+except socket.timeout:
+    pass
+print(json.dumps(out), flush=True)
+"""
+
+_OWD_TX = r"""
+import socket, struct, sys, time
+n, port, gap = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("10.213.0.2", port))
+for i in range(n):
+    s.send(struct.pack("!Id", i, time.time()) + bytes(52))
+    time.sleep(gap)
+"""
+
+
+def one_way(lab: Lab, count: int, interval: float, port: int = 39213) -> list[float]:
+    """True one-way delays (s): sender's clock before send -> kernel receive stamp in h2.
+
+    All namespaces share one clock, so this is exact up to the sender's syscall path.
+    """
+    rx = subprocess.Popen(["ip", "netns", "exec", lab.ns[1], sys.executable, "-c", _OWD_RX,
+                           str(count), str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert rx.stdout.readline().strip() == "ready"
+        lab.ip_ns(0, sys.executable, "-c", _OWD_TX, str(count), str(port), str(interval))
+        out, _ = rx.communicate(timeout=30)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()
+    return [d for _, d in json.loads(out.strip().splitlines()[-1])]
+
+
 def bench_delay(delay_us: float, count: int) -> dict:
     with Lab(1) as lab:
         lab.start_relays(delay_us)
         ping(lab, 3, 0.2)  # ARP warm-up
         r = ping(lab, count, 0.02)
+        owd = one_way(lab, count, 0.02)
         stats = lab.stop_relays()
     rtts = r["rtts_ms"]
     target = 2 * delay_us / 1000
@@ -219,6 +269,12 @@ def bench_delay(delay_us: float, count: int) -> dict:
                    "max": max(rtts)},
         "rtt_error_ms": {"median": round(statistics.median(err), 4),
                          "p99": round(pct(err, 0.99), 4), "max": round(max(err), 4)},
+        "rtt_note": "iputils ping prints RTTs of 10-100 ms with 0.1 ms resolution",
+        "one_way_ms": {"probes": len(owd), "median": round(statistics.median(owd) * 1e3, 4),
+                       "p99": round(pct(owd, 0.99) * 1e3, 4), "min": round(min(owd) * 1e3, 4),
+                       "max": round(max(owd) * 1e3, 4)},
+        "one_way_error_us": {"median": round((statistics.median(owd) - delay_us * 1e-6) * 1e6, 1),
+                             "p99": round((pct(owd, 0.99) - delay_us * 1e-6) * 1e6, 1)},
         "relay_lateness_us": {h: v["lateness_us"] for h, v in hops.items()},
         "timer_slack_set": stats[0]["timer_slack_set"] if stats else None,
     }
@@ -234,6 +290,32 @@ def bench_baseline(count: int) -> dict:
     rtts = r["rtts_ms"]
     return {"rtt_ms": {"min": min(rtts), "median": statistics.median(rtts),
                        "p99": pct(rtts, 0.99)}}
+
+
+def bench_substrate(count: int) -> dict:
+    """Same lab with a kernel bridge in place of the relay: the probes' own cost."""
+    lab = Lab(1)
+    try:
+        lab.up()
+        br = lab.prefix + "br"
+        sh("ip", "link", "add", br, "type", "bridge")
+        lab.links_made.append(br)
+        sh("ip", "link", "set", br, "up")
+        for dev in lab.relay_pairs[0]:
+            sh("ip", "link", "set", dev, "master", br)
+        for _ in range(30):  # wait for the bridge ports to forward
+            if ping(lab, 1, 0.1)["received"]:
+                break
+            time.sleep(0.1)
+        r = ping(lab, count, 0.02)
+        owd = one_way(lab, count, 0.02)
+        tput = iperf(lab, 5)
+    finally:
+        lab.down()
+    return {"rtt_ms": {"median": statistics.median(r["rtts_ms"]), "p99": pct(r["rtts_ms"], 0.99)},
+            "one_way_us": {"median": round(statistics.median(owd) * 1e6, 1),
+                           "p99": round(pct(owd, 0.99) * 1e6, 1)},
+            "iperf3_gbit_s": tput.get("gbit_s")}
 
 
 def bench_tput(links: int, delay_us: float, seconds: int) -> dict:
@@ -272,6 +354,10 @@ def main() -> int:
     out = {"benchmark": "delayline_raw", "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "host": {"kernel": platform.release(), "cpus": os.cpu_count(),
                     "python": sys.version.split()[0]}}
+    print("== substrate: kernel bridge instead of the relay")
+    out["substrate_bridge"] = sub = bench_substrate(npings)
+    print("   ping RTT median %.3f ms, one-way probe median %.1f us, iperf3 %s Gbit/s" % (
+        sub["rtt_ms"]["median"], sub["one_way_us"]["median"], sub["iperf3_gbit_s"]))
     print("== baseline: relay with 0 delay, %d pings" % npings)
     out["baseline_0ms"] = bench_baseline(npings)
     print("   RTT median %.3f ms" % out["baseline_0ms"]["rtt_ms"]["median"])
@@ -285,18 +371,33 @@ def main() -> int:
         print(f"   {links} link(s) x {delay / 1000:g} ms: "
               f"{r.get('gbit_s', r.get('error'))} Gbit/s  relay CPU {r.get('relay_cpu_pct')}")
 
-    print()
-    print("| measurement                        | value |")
-    print("|------------------------------------|-------|")
-    print(f"| RTT, 0 ms configured (median)      | {out['baseline_0ms']['rtt_ms']['median']:.3f} ms |")
-    print(f"| RTT, 2 x 10 ms (median / p99)      | {d['rtt_ms']['median']:.3f} / {d['rtt_ms']['p99']:.3f} ms |")
-    print(f"| RTT error vs 20 ms (median / p99)  | {d['rtt_error_ms']['median']:+.3f} / {d['rtt_error_ms']['p99']:+.3f} ms |")
+    base, ow = out["baseline_0ms"]["rtt_ms"], d["one_way_error_us"]
+    net = ow["median"] - sub["one_way_us"]["median"]
+    d["one_way_error_net_of_substrate_us"] = {"median": round(net, 1)}
+    rows = [
+        ("RTT, 0 ms configured (median)", f"{base['median']:.3f} ms"),
+        ("RTT, 2 x 10 ms (median / p99)",
+         f"{d['rtt_ms']['median']:.3f} / {d['rtt_ms']['p99']:.3f} ms"),
+        ("RTT error vs 20 ms (median / p99)",
+         f"{d['rtt_error_ms']['median']:+.3f} / {d['rtt_error_ms']['p99']:+.3f} ms"),
+        ("one-way UDP error vs 10 ms (med / p99)",
+         f"{ow['median']:+.1f} / {ow['p99']:+.1f} us"),
+        ("same, minus bridge substrate (median)", f"{net:+.1f} us"),
+        ("kernel bridge: one-way / iperf3",
+         f"{sub['one_way_us']['median']:.1f} us / {sub['iperf3_gbit_s']} Gbit/s"),
+    ]
     for h, lat in d["relay_lateness_us"].items():
-        print(f"| relay lateness {h:<10} p50/p99/max | {lat['p50']} / {lat['p99']} / {lat['max']} us |")
+        rows.append((f"relay lateness {h} p50/p99/max",
+                     f"{lat['p50']} / {lat['p99']} / {lat['max']} us"))
     for r in out["tput"]:
         label = f"iperf3 TCP, {r['links']} link(s) x {r['one_way_delay_ms_per_link']:g} ms"
-        val = f"{r['gbit_s']:.3f} Gbit/s" if "gbit_s" in r else r.get("error")
-        print(f"| {label:<34} | {val} |")
+        val = f"{r['gbit_s']:.3f} Gbit/s" if "gbit_s" in r else str(r.get("error"))
+        rows.append((label, val))
+    print()
+    print(f"| {'measurement':<40} | value")
+    print(f"|{'-' * 42}|{'-' * 30}")
+    for k, v in rows:
+        print(f"| {k:<40} | {v}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)

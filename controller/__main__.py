@@ -4,7 +4,8 @@
         [--log-file F] [--probe-interval 1.0] [--check]
 
 The plan is validated before anything listens (exit status 2 with a message naming the
-field). ``--check`` only validates the plan. SIGTERM or SIGINT stop the process cleanly:
+field); so is a missing status/log directory or a busy listen port. ``--check`` only
+validates the plan. SIGTERM or SIGINT stop the process cleanly:
 the status file gets a last write and the log is flushed.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -62,12 +64,34 @@ def setup_logging(log_file: str | None, level: str) -> None:
     root.setLevel(level)
 
 
+def preflight(args: argparse.Namespace) -> str | None:
+    """Problems os-ken would only report from a background thread, checked up front."""
+    for opt, path in (("--status", args.status), ("--log-file", args.log_file)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            return f"{opt} {path}: directory does not exist"
+    if args.check:
+        return None
+    host, port = args.listen
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        return f"--listen {host}:{port}: cannot listen: {e.strerror}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         plan = load_plan(args.plan)
     except PlanError as e:
         print(f"controller: invalid plan: {e}", file=sys.stderr)
+        return EXIT_BAD_PLAN
+    problem = preflight(args)
+    if problem:
+        print(f"controller: {problem}", file=sys.stderr)
         return EXIT_BAD_PLAN
     if args.check:
         print(f"plan OK: {len(plan.switches)} switches, {len(plan.hosts)} hosts, "

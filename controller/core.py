@@ -109,6 +109,7 @@ class ControllerCore:
                                    if (lk[0] == dpid and lk[1] not in live)
                                    or (lk[2] == dpid and lk[3] not in live))
         msgs = [self._probe(dp, port, now) for port in sorted(live)]
+        self.next_probe_at = min(self.next_probe_at, now)  # neighbours probe the newcomer too
         if dropped:
             msgs += self._reroute(now, "ports down at port description")
         self._changed()
@@ -121,12 +122,15 @@ class ControllerCore:
         live = self.live_ports.setdefault(dpid, set())
         up = reason != dp.ofproto.OFPPR_DELETE and ofmsg.port_is_up(dp, port.state, port.config)
         if not up:
+            was_live = port.port_no in live
             live.discard(port.port_no)
             dropped = self._drop_links(lk for lk in self.links
                                        if (lk[0], lk[1]) == (dpid, port.port_no)
                                        or (lk[2], lk[3]) == (dpid, port.port_no))
-            LOG.warning("port %d:%d down, %d link(s) removed", dpid, port.port_no, len(dropped))
-            self._changed()
+            if was_live or dropped:
+                LOG.warning("port %d:%d down, %d link(s) removed", dpid, port.port_no,
+                            len(dropped))
+                self._changed()
             return self._reroute(now, f"port {dpid}:{port.port_no} down") if dropped else []
         if port.port_no in live:
             return []
@@ -190,7 +194,8 @@ class ControllerCore:
         if now >= self.next_probe_at:
             for dpid in sorted(self.dps):
                 dp = self.dps[dpid]
-                msgs += [self._probe(dp, port, now) for port in sorted(self.live_ports.get(dpid, ()))]
+                ports = sorted(self.live_ports.get(dpid, ()))
+                msgs += [self._probe(dp, port, now) for port in ports]
             fast = not self._expected_links <= self.links.keys()
             step = self.probe_interval / FAST_PROBE_DIVISOR if fast else self.probe_interval
             self.next_probe_at = now + step
@@ -225,7 +230,8 @@ class ControllerCore:
             for ch in changes:
                 m = ofmsg.route_match(dp, ch.ip)
                 if ch.op == "add":
-                    msgs.append(ofmsg.flow_add(dp, ofmsg.PRIO_ROUTE, m, [ofmsg.output(dp, ch.port)]))
+                    msgs.append(ofmsg.flow_add(dp, ofmsg.PRIO_ROUTE, m,
+                                               [ofmsg.output(dp, ch.port)]))
                     have[ch.ip] = ch.port
                 elif ch.op == "modify":
                     msgs.append(ofmsg.flow_modify_strict(dp, ofmsg.PRIO_ROUTE, m,

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 
 LLDP_DST = bytes.fromhex("0180c200000e")
-PROBE_SRC = bytes.fromhex("02edc0000000")
+PROBE_SRC = bytes.fromhex("0e0000edc001")  # locally administered, outside host MACs
 ETH_TYPE_LLDP = 0x88CC
 OUI = bytes.fromhex("02edc0")
 OUI_SUBTYPE = 1

@@ -45,7 +45,7 @@ def weigh_links(plan_delays: Mapping[DirectedLink, float], links: Iterable[Direc
 
 def next_hops_to(dst: int, nodes: set[int], weights: Mapping[DirectedLink, int]
                  ) -> dict[int, tuple[int, int, int]]:
-    """For every node that can reach ``dst``: (out_port, next_dpid, delay_ns). dst -> (0, dst, 0)."""
+    """Every node that can reach ``dst`` -> (out_port, next_dpid, delay_ns); dst -> (0, dst, 0)."""
     incoming: dict[int, list[tuple[int, int, int]]] = {}
     for (a, ap, b, _bp), w in weights.items():
         if a in nodes and b in nodes and a != b:

@@ -85,12 +85,16 @@ def parse_ping(text: str) -> PingResult:
 
 
 def ping_command(ip: str, count: int, interval_s: float = 0.2, size: int = 56,
-                 timeout_s: float | None = None) -> list[str]:
+                 reply_timeout_s: float = 3.0) -> list[str]:
+    """Exactly `count` echo requests; each reply awaited up to `reply_timeout_s`.
+
+    (Not -w: with a deadline ping keeps sending until `count` replies arrive, so when the
+    interval is shorter than the RTT it sends extra requests and reports phantom loss.)
+    """
     if count < 1:
         raise ValueError("count must be >= 1")
-    cmd = ["ping", "-n", "-c", str(count), "-i", f"{interval_s:g}", "-s", str(size)]
-    cmd += ["-w", str(int(math.ceil(timeout_s if timeout_s else count * interval_s + 3)))]
-    return [*cmd, ip]
+    return ["ping", "-n", "-c", str(count), "-i", f"{interval_s:g}", "-s", str(size),
+            "-W", f"{reply_timeout_s:g}", ip]
 
 
 def ping_from(host, ip: str, count: int = 10, interval_s: float = 0.2, size: int = 56

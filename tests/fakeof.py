@@ -138,7 +138,8 @@ class FakeTable:
         top = max(f.priority for f in hits)
         best = [f for f in hits if f.priority == top]
         if len(best) > 1:
-            raise AssertionError(f"dpid {self.dpid}: {len(best)} overlapping flows at priority {top}")
+            raise AssertionError(f"dpid {self.dpid}: {len(best)} overlapping flows "
+                                 f"at priority {top}")
         return best[0]
 
     def actions_for(self, pkt: dict[str, Any]) -> list:

@@ -155,14 +155,14 @@ class Emulation:
                 dl.stop()
             except Exception as e:  # keep going: everything else must still be removed
                 self.log(f"[emulation] stopping delay line: {e}")
-        if self.net is not None:
-            try:
-                self.net.stop()
-            except Exception as e:
-                self.log(f"[emulation] Mininet stop: {e}")
-            self.net = None
         if self._controller_proc is not None:
             self._stop_controller()
+        if self.net is not None:
+            try:
+                self._teardown_mininet()
+            except Exception as e:
+                self.log(f"[emulation] Mininet teardown: {e}")
+            self.net = None
         if self._record is not None:
             if self.keep_work_dir and self.work_dir is not None:
                 # forget the work dir so release() keeps it
@@ -304,6 +304,31 @@ class Emulation:
         if userspace:
             self._start_delay_lines()
         net.start()
+
+    def _teardown_mininet(self) -> None:
+        """Mininet's own stop() deletes each interface through a node shell, one command at
+        a time (seconds on the full backbone); here the bridges go in one ovs-vsctl call and
+        the root-namespace interfaces in one `ip -batch`, then the node shells are ended
+        (a host's namespace, with its interface, goes with its shell)."""
+        net = self.net
+        bridges = [sw.name for sw in net.switches]
+        if bridges:
+            cmd = ["ovs-vsctl", "--timeout=10"]
+            for b in bridges:
+                cmd += ["--", "--if-exists", "del-br", b]
+            subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        names = set()
+        for ln in net.links:
+            for intf in (ln.intf1, ln.intf2):
+                if intf is not None and not intf.node.inNamespace:
+                    names.add(intf.name)
+        names |= set(bridges)  # the userspace datapath's tap devices
+        present = [n for n in sorted(names) if intf_exists(n)]
+        subprocess.run(["ip", "-force", "-batch", "-"],
+                       input="".join(f"link del {n}\n" for n in present),
+                       capture_output=True, text=True, timeout=60)
+        for node in list(net.hosts) + list(net.switches):
+            node.terminate()
 
     def _configure_interfaces(self, net, userspace: bool) -> None:
         plan, choice = self.plan, self.choice
