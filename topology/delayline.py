@@ -703,7 +703,10 @@ class DelayLineProcess:
 
     @classmethod
     def start(cls, hops: list[Hop], run_dir: str, name: str, seed: int,
-              python: str = sys.executable, ready_timeout: float = 5.0) -> DelayLineProcess:
+              python: str = sys.executable, ready_timeout: float = 5.0,
+              netns: str | None = None) -> DelayLineProcess:
+        """Start one delay-line process; with `netns`, inside that named network namespace
+        (`ip netns exec` execs in place, so the pid is the relay's own)."""
         hops = validate_hops(list(hops))
         os.makedirs(run_dir, exist_ok=True)
         base = os.path.join(run_dir, name)
@@ -720,8 +723,9 @@ class DelayLineProcess:
         env["PYTHONPATH"] = _repo_root() + (
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(log_path, "ab") as log:
+            prefix = ["ip", "netns", "exec", netns] if netns else []
             proc = subprocess.Popen(
-                [python, "-m", "topology.delayline", config_path],
+                [*prefix, python, "-m", "topology.delayline", config_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, env=env, cwd=_repo_root())
         self = cls(proc, config_path, cfg["stats_path"], cfg["ready_path"], log_path)

@@ -72,6 +72,7 @@ class Emulation:
     network: Network
     link_emulation: str = "auto"
     datapath: str = "auto"
+    ovs_port_type: str = "auto"
     run_id: str | None = None
     work_dir: Path | None = None
     keep_work_dir: bool = False
@@ -101,6 +102,11 @@ class Emulation:
         self.stop()
 
     @property
+    def relay_netns(self) -> str:
+        """Named network namespace holding the delay line's ends of every delayed link."""
+        return f"ew{self.run_id}dl"
+
+    @property
     def status_path(self) -> Path:
         assert self.work_dir is not None
         return self.work_dir / "controller-status.json"
@@ -121,7 +127,7 @@ class Emulation:
             raise BuildError("the emulation needs root (network namespaces, Open vSwitch); "
                              "run it with sudo")
         t0 = time.monotonic()
-        self.choice = emulation.choose(self.link_emulation, self.datapath)
+        self.choice = emulation.choose(self.link_emulation, self.datapath, self.ovs_port_type)
         _need_tools(self.choice)
         self.log(f"[emulation] {self.choice.describe()}")
         self.run_id = self.run_id or self._fresh_run_id()
@@ -266,12 +272,17 @@ class Emulation:
         from mininet.net import Mininet
         from mininet.node import Host, OVSSwitch
 
-        from topology.mnlinks import DelayLineLink, ExternalController
+        from topology.mnlinks import DelayLineLink, ExternalController, PortTypeOVSSwitch
 
         plan, rec, choice = self.plan, self._record, self.choice
         userspace = choice.link == "userspace"
-        switch_cls = partial(OVSSwitch, failMode="secure", protocols="OpenFlow13",
-                             datapath=choice.datapath, batch=True, inband=False)
+        switch_cls = partial(PortTypeOVSSwitch, port_type=choice.port_type, failMode="secure",
+                             protocols="OpenFlow13", datapath=choice.datapath, batch=True,
+                             inband=False)
+        if userspace:
+            rec.netns(self.relay_netns)
+            emulation.run(["ip", "netns", "add", self.relay_netns],
+                          what="creating the delay-line namespace")
         self.net = net = Mininet(topo=None, build=False, controller=None, switch=switch_cls,
                                  host=Host, link=Link, autoSetMacs=False, waitConnected=False)
         if self.start_controller:
@@ -291,11 +302,10 @@ class Emulation:
             rec.intf(ln.a_intf)
             rec.intf(ln.b_intf)
             if userspace:
-                rec.intf(ln.relay_a)
-                rec.intf(ln.relay_b)
                 net.addLink(net[ln.a_switch], net[ln.b_switch], port1=ln.a_port,
                             port2=ln.b_port, intfName1=ln.a_intf, intfName2=ln.b_intf,
-                            cls=DelayLineLink, relay1=ln.relay_a, relay2=ln.relay_b)
+                            cls=DelayLineLink, relay1=ln.relay_a, relay2=ln.relay_b,
+                            relay_netns=self.relay_netns)
             else:
                 net.addLink(net[ln.a_switch], net[ln.b_switch], port1=ln.a_port,
                             port2=ln.b_port, intfName1=ln.a_intf, intfName2=ln.b_intf)
@@ -304,60 +314,110 @@ class Emulation:
         if userspace:
             self._start_delay_lines()
         net.start()
+        if choice.port_type == "afxdp":
+            self._check_ports()
 
     def _teardown_mininet(self) -> None:
-        """Mininet's own stop() deletes each interface through a node shell, one command at
-        a time (seconds on the full backbone); here the bridges go in one ovs-vsctl call and
-        the root-namespace interfaces in one `ip -batch`, then the node shells are ended
-        (a host's namespace, with its interface, goes with its shell)."""
+        """Fast, exact teardown. Mininet's own stop() deletes interfaces one by one through
+        node shells (17 ms each in the kernel; seconds on the backbone). Here: end the host
+        shells (each host's namespace, and the veth into it, goes with its shell), delete
+        the delay-line namespace (every delayed link at once), delete the remaining
+        root-namespace interfaces in one `ip -batch`, then all bridges in one ovs-vsctl."""
         net = self.net
-        bridges = [sw.name for sw in net.switches]
-        if bridges:
-            cmd = ["ovs-vsctl", "--timeout=10"]
-            for b in bridges:
-                cmd += ["--", "--if-exists", "del-br", b]
-            subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        for node in net.hosts:
+            node.terminate()
+        ns = self.relay_netns
+        if os.path.exists(f"/run/netns/{ns}"):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
         names = set()
         for ln in net.links:
             for intf in (ln.intf1, ln.intf2):
                 if intf is not None and not intf.node.inNamespace:
                     names.add(intf.name)
-        names |= set(bridges)  # the userspace datapath's tap devices
         present = [n for n in sorted(names) if intf_exists(n)]
-        subprocess.run(["ip", "-force", "-batch", "-"],
-                       input="".join(f"link del {n}\n" for n in present),
-                       capture_output=True, text=True, timeout=60)
-        for node in list(net.hosts) + list(net.switches):
+        if present:
+            subprocess.run(["ip", "-force", "-batch", "-"],
+                           input="".join(f"link del {n}\n" for n in present),
+                           capture_output=True, text=True, timeout=60)
+        bridges = [sw.name for sw in net.switches]
+        if bridges:
+            cmd = ["ovs-vsctl", "--timeout=20"]
+            for b in bridges:
+                cmd += ["--", "--if-exists", "del-br", b]
+            subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        for node in net.switches:
             node.terminate()
+        # namespace teardown is asynchronous in the kernel: wait for the interfaces to go
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(intf_exists(n) for n in names):
+            time.sleep(0.02)
 
     def _configure_interfaces(self, net, userspace: bool) -> None:
         plan, choice = self.plan, self.choice
+        ns = self.relay_netns
         root_intfs = [h.intf for h in plan.hosts]
+        relay_intfs: list[str] = []
         for ln in plan.links:
             root_intfs += [ln.a_intf, ln.b_intf]
             if userspace:
-                root_intfs += [ln.relay_a, ln.relay_b]
+                relay_intfs += [ln.relay_a, ln.relay_b]
         _batch(["ip"], [f"link set {i} up" for i in root_intfs], "bringing interfaces up")
+        if relay_intfs:
+            _batch(["ip", "-n", ns], [f"link set {i} up" for i in relay_intfs],
+                   "bringing delay-line interfaces up")
         if choice.datapath == "user" or userspace:
-            for i in root_intfs:
-                emulation.run(emulation.offload_off_command(i), what=f"offloads off on {i}")
+            # The userspace datapath and the delay line need real checksums and frames no
+            # larger than the MTU: no TX checksum/segmentation offload, no GRO.
+            script = "set -e\n" + "".join(
+                " ".join(emulation.offload_off_command(i)) + " >/dev/null\n"
+                for i in root_intfs)
+            emulation.run(["sh", "-c", script], what="turning offloads off")
+            if relay_intfs:
+                script = "set -e\n" + "".join(
+                    " ".join(emulation.offload_off_command(i)) + " >/dev/null\n"
+                    for i in relay_intfs)
+                emulation.run(["ip", "netns", "exec", ns, "sh", "-c", script],
+                              what="turning offloads off on the delay-line ends")
         for h in plan.hosts:
             node = net[h.name]
             cmds = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
                     "sysctl -qw net.ipv6.conf.default.disable_ipv6=1"]
             if choice.datapath == "user" or userspace:
-                cmds.append(" ".join(emulation.offload_off_command("eth0")))
+                cmds.append(" ".join(emulation.offload_off_command("eth0")) + " >/dev/null")
             out = node.cmd(" && ".join(cmds) + " && echo OK")
             if "OK" not in out:
                 raise EmulationError(f"configuring host {h.name} failed: {out.strip()[:200]}")
-        tc_lines: list[str] = []
+        # Bandwidth: HTB on the egress that feeds each direction of a link. AF_XDP ports
+        # transmit past the qdisc layer, so with them the shaping moves to the delay line's
+        # output (a constant delay and a FIFO queue commute: the same per-packet delay).
+        root_tc: list[str] = []
+        relay_tc: list[str] = []
+        on_relay = userspace and choice.port_type == "afxdp"
         for ln in plan.links:
-            for intf, delay in ((ln.a_intf, ln.delay_ms_ab), (ln.b_intf, ln.delay_ms_ba)):
+            dirs = ((ln.relay_b if on_relay else ln.a_intf, ln.delay_ms_ab),
+                    (ln.relay_a if on_relay else ln.b_intf, ln.delay_ms_ba))
+            for intf, delay in dirs:
                 for cmd in emulation.shaping_commands(
                         intf, bandwidth_mbps=ln.bandwidth_mbps, delay_ms=delay,
                         jitter_ms=ln.jitter_ms, loss_pct=ln.loss_pct, netem=not userspace):
-                    tc_lines.append(" ".join(cmd[1:]))
-        _batch(["tc"], tc_lines, "link shaping (tc)")
+                    (relay_tc if on_relay else root_tc).append(" ".join(cmd[1:]))
+        _batch(["tc"], root_tc, "link shaping (tc)")
+        _batch(["tc", "-n", ns], relay_tc, "link shaping on the delay-line ends (tc)")
+
+    def _check_ports(self) -> None:
+        """OVS reports a port it could not open (e.g. no AF_XDP in the kernel) only in the
+        Interface table: fail loudly instead of building a network with dead ports."""
+        names = [h.intf for h in self.plan.hosts]
+        for ln in self.plan.links:
+            names += [ln.a_intf, ln.b_intf]
+        r = subprocess.run(["ovs-vsctl", "--timeout=10", "--format=csv", "--no-headings",
+                            "--columns=name,error", "list", "Interface", *names],
+                           capture_output=True, text=True, timeout=30)
+        bad = [ln for ln in r.stdout.splitlines() if ln and not ln.endswith(",[]")]
+        if r.returncode != 0 or bad:
+            raise BuildError(
+                f"Open vSwitch could not open {len(bad)} port(s) as {self.choice.port_type}: "
+                f"{'; '.join(bad[:3]) or r.stderr.strip()}; run with --ovs-port-type system")
 
     def _start_delay_lines(self) -> None:
         from topology.delayline import DelayLineProcess, Hop, split_links
@@ -381,8 +441,9 @@ class Emulation:
         for i, hops in enumerate(split_links(pairs, workers)):
             if not hops:
                 continue
-            dl = DelayLineProcess.start(hops, self.work_dir, f"delayline-{i}", seed=self.seed,
-                                        python=sys.executable)
+            dl = DelayLineProcess.start(hops, str(self.work_dir), f"delayline-{i}",
+                                        seed=self.seed, python=sys.executable,
+                                        netns=self.relay_netns)
             self._delay_lines.append(dl)
             self._record.process(dl.pid, f"delayline-{i}")
         self.log(f"[emulation] {len(self._delay_lines)} delay-line process(es) relaying "
