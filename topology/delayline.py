@@ -60,6 +60,8 @@ Config (JSON)::
                "delay_us": 10000, "jitter_us": 0, "loss": 0.0, "limit": 1000,
                "compensation_us": 150}]}
 
+SIGHUP re-reads compensation_us of every hop from the config file (nothing else).
+
 Stats (JSON, written atomically on SIGTERM/SIGINT exit and on SIGUSR1): see
 :func:`_Relay.stats`.  Exit codes: 0 clean stop, 2 bad config or interface
 (message on stderr, no ready file), 1 unexpected error.
@@ -380,6 +382,9 @@ class _Relay:
         self.timer_slack_set = False
         self.running = True
         self.want_stats = False
+        self.want_reload = False
+        self.reloads = 0
+        self.config_path = ""
         self.stats_seq = 0
         self._wake_r = self._wake_w = -1
         try:
@@ -459,6 +464,7 @@ class _Relay:
             "format": STATS_FORMAT, "pid": os.getpid(), "started_at": self.started_at,
             "written_at": time.time(), "seq": self.stats_seq, "seed": self.seed,
             "timer_slack_set": self.timer_slack_set, "running": self.running, "cpu": ru,
+            "reloads": self.reloads,
             "spin_us": self.spin_us, "spin_cpu_fraction": SPIN_CPU_FRACTION,
             "python": sys.version.split()[0],
             "hops": {st.hop.id: st.stats() for st in self.states},
@@ -474,6 +480,26 @@ class _Relay:
     def _on_usr1(self, signum, frame):
         self.want_stats = True
 
+    def _on_hup(self, signum, frame):
+        self.want_reload = True
+
+    def reload_compensation(self) -> None:
+        """SIGHUP: take new compensation_us values from the config file (the builder's
+        substrate calibration runs after the relays are up). Nothing else changes; a bad
+        file is reported in the log and ignored."""
+        try:
+            with open(self.config_path) as f:
+                hops = {h.id: h for h in validate_config(json.load(f))}
+        except (OSError, ValueError, DelayLineError) as e:
+            print(f"delayline: reload ignored: {e}", file=sys.stderr, flush=True)
+            return
+        for st in self.states:
+            new = hops.get(st.hop.id)
+            if new is not None:
+                st.hop.compensation_us = new.compensation_us
+                st.base = (st.hop.delay_us - new.compensation_us) * 1e-6
+        self.reloads += 1
+
     def install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -482,6 +508,7 @@ class _Relay:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGUSR1, self._on_usr1)
+        signal.signal(signal.SIGHUP, self._on_hup)
 
     # -- main loop
     def run(self) -> None:
@@ -557,6 +584,9 @@ class _Relay:
                     d = q[0][0]
                     if nxt is None or d < nxt:
                         nxt = d
+            if self.want_reload:
+                self.want_reload = False
+                self.reload_compensation()
             if self.want_stats:
                 self.want_stats = False
                 self.write_stats()
@@ -745,6 +775,24 @@ class DelayLineProcess:
                     f"stopped it; log {log_path}:\n{self.log_tail()}")
             time.sleep(0.01)
 
+    def set_compensation(self, compensation_us: float, timeout: float = 2.0) -> None:
+        """Give every hop a new compensation (rewrite the config, SIGHUP, wait until the
+        process reports it)."""
+        with open(self.config_path) as f:
+            cfg = json.load(f)
+        for h in cfg["hops"]:
+            h["compensation_us"] = compensation_us
+        validate_config(cfg)
+        _atomic_write(self.config_path, json.dumps(cfg, indent=1) + "\n")
+        before = self.stats(refresh=True).get("reloads", 0)
+        self._proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stats(refresh=True).get("reloads", 0) > before:
+                return
+            time.sleep(0.02)
+        raise DelayLineError(f"delay line pid {self.pid} did not take the new compensation")
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
@@ -817,6 +865,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DelayLineError(f"config {path!r} is not valid JSON: {e}") from None
         hops = validate_config(obj)
         relay = _Relay(hops, obj.get("seed", 0), obj["stats_path"], obj["ready_path"])
+        relay.config_path = path
         try:
             relay.serve()
         except DelayLineError:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
-LINK_MODES = ("auto", "netem", "userspace")
+LINK_MODES = ("auto", "netem", "userspace", "none")  # none: no delay (substrate baseline)
 DATAPATHS = ("auto", "kernel", "user")
 PORT_TYPES = ("auto", "system", "afxdp")
 HTB_HANDLE = "5:"
@@ -40,7 +40,7 @@ class EmulationError(RuntimeError):
 
 @dataclass(frozen=True)
 class EmulationChoice:
-    link: str  # "netem" | "userspace"
+    link: str  # "netem" | "userspace" | "none"
     datapath: str  # "kernel" | "user"
     link_reason: str
     datapath_reason: str

@@ -399,7 +399,8 @@ class Emulation:
             for intf, delay in dirs:
                 for cmd in emulation.shaping_commands(
                         intf, bandwidth_mbps=ln.bandwidth_mbps, delay_ms=delay,
-                        jitter_ms=ln.jitter_ms, loss_pct=ln.loss_pct, netem=not userspace):
+                        jitter_ms=ln.jitter_ms, loss_pct=ln.loss_pct,
+                        netem=choice.link == "netem"):
                     (relay_tc if on_relay else root_tc).append(" ".join(cmd[1:]))
         _batch(["tc"], root_tc, "link shaping (tc)")
         _batch(["tc", "-n", ns], relay_tc, "link shaping on the delay-line ends (tc)")
