@@ -100,7 +100,10 @@ SOCK_BUF = 8 * 1024 * 1024  # requested SO_RCVBUF / SO_SNDBUF
 BATCH = 64  # frames drained per readable socket per round
 LATENESS_SAMPLES = 20000  # ring of recent lateness samples per hop
 SAMPLE_EVERY = 8  # besides the first frame of every release burst
-TS_MAX_AGE = 0.5  # kernel stamps older than this (s) are considered bogus
+TS_MAX_AGE = 0.005  # kernel stamps older than this (s) at wake-up are not trusted: the frame
+# is stamped now instead (counted as ts_fallbacks). 0.5 s let stale stamps through and frames
+# left early (relay lateness up to 0.5 s measured on the backbone); 5 ms still covers a
+# relay that wakes late under load.
 # Hybrid sleep: poll (no sleeping) for at most SPIN_US before a release, within a CPU
 # budget of SPIN_CPU_FRACTION of one core (token bucket, burst SPIN_BUDGET_MAX seconds).
 # Override with the environment variable EDWC_DELAYLINE_SPIN_US (0 = pure sleeping).

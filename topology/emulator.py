@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,8 +28,8 @@ from topology.model import Network
 from topology.plan import Plan, make_plan, new_run_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Per-switch-traversal latency of the OVS userspace datapath that the delay line subtracts
-# when no calibration is given; topology.calibrate measures it on the machine at hand.
+# Compensation the relays start with; unless the caller gives one, topology.calibrate then
+# measures the switch substrate of the running network and sets it.
 DEFAULT_SUBSTRATE_US = 0.0
 
 
@@ -78,7 +79,8 @@ class Emulation:
     keep_work_dir: bool = False
     start_controller: bool = True
     controller_timeout: float = 60.0
-    substrate_us: float | None = None  # per-hop OVS latency to subtract; None = default
+    probe_interval: float = 1.0  # controller's link-discovery period (s)
+    substrate_us: float | None = None  # per-hop latency to subtract; None = calibrate
     delay_workers: int | None = None
     seed: int = 1
     log: object = print
@@ -86,6 +88,7 @@ class Emulation:
     plan: Plan | None = None
     net: object = None
     timings: dict = field(default_factory=dict)
+    calibration: object = None
 
     def __post_init__(self) -> None:
         self._record: RunRecord | None = None
@@ -147,6 +150,9 @@ class Emulation:
             if self.start_controller:
                 self.wait_controller_ready(self.controller_timeout)
             self.timings["up_s"] = time.monotonic() - t0
+            if self._delay_lines and self.substrate_us is None and self.start_controller:
+                self._calibrate()
+                self.timings["calibrated_s"] = time.monotonic() - t0
             self._started = True
         except BaseException:
             self.log("[emulation] start failed; removing what was built")
@@ -156,11 +162,17 @@ class Emulation:
 
     def stop(self) -> None:
         t0 = time.monotonic()
+        # Signal every delay line first, then wait: each spends ~0.6 s closing its packet
+        # sockets (one RCU grace period per socket in the kernel), so stop them in parallel.
+        for dl in self._delay_lines:
+            if dl.alive():
+                os.kill(dl.pid, signal.SIGTERM)
         for dl in self._delay_lines:
             try:
                 dl.stop()
             except Exception as e:  # keep going: everything else must still be removed
                 self.log(f"[emulation] stopping delay line: {e}")
+        self._delay_lines = []
         if self._controller_proc is not None:
             self._stop_controller()
         if self.net is not None:
@@ -219,6 +231,7 @@ class Emulation:
                 "topology_source": self.network.source,
                 "emulation": self.choice.to_dict() if self.choice else None,
                 "substrate_us": self.substrate_us, "seed": self.seed,
+                "calibration": self.calibration.to_dict() if self.calibration else None,
                 "switches": len(self.plan.switches) if self.plan else 0,
                 "hosts": len(self.plan.hosts) if self.plan else 0,
                 "links": len(self.plan.links) if self.plan else 0,
@@ -244,7 +257,8 @@ class Emulation:
         self._controller_port = port
         cmd = [sys.executable, "-m", "controller", "--plan", str(self.work_dir / "plan.json"),
                "--listen", f"127.0.0.1:{port}", "--status", str(self.status_path),
-               "--log-file", str(self.controller_log)]
+               "--log-file", str(self.controller_log),
+               "--probe-interval", f"{self.probe_interval:g}"]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         with open(self.work_dir / "controller.stderr", "wb") as err:
             self._controller_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
@@ -405,6 +419,18 @@ class Emulation:
         _batch(["tc"], root_tc, "link shaping (tc)")
         _batch(["tc", "-n", ns], relay_tc, "link shaping on the delay-line ends (tc)")
 
+    def _calibrate(self) -> None:
+        from topology.calibrate import calibrate
+
+        cal = calibrate(self)
+        for dl in self._delay_lines:
+            dl.set_compensation(cal.compensation_us)
+        self.calibration, self.substrate_us = cal, cal.compensation_us
+        self.log(f"[emulation] substrate: {cal.per_switch_us:.0f} us per switch traversal, "
+                 f"{cal.intercept_us:.0f} us at the ends ({len(cal.points)} paths); the delay "
+                 f"line now subtracts {cal.compensation_us:.0f} us per link, leaving "
+                 f"~{cal.residual_us:.0f} us per path one-way")
+
     def _check_ports(self) -> None:
         """OVS reports a port it could not open (e.g. no AF_XDP in the kernel) only in the
         Interface table: fail loudly instead of building a network with dead ports."""
@@ -423,8 +449,8 @@ class Emulation:
     def _start_delay_lines(self) -> None:
         from topology.delayline import DelayLineProcess, Hop, split_links
 
+        # Without a given value the relays start at 0 and _calibrate() sets it once routed.
         comp = DEFAULT_SUBSTRATE_US if self.substrate_us is None else self.substrate_us
-        self.substrate_us = comp
         pairs = []
         for ln in self.plan.links:
             lim_ab = emulation.queue_limit_packets(ln.bandwidth_mbps, ln.delay_ms_ab)
@@ -448,4 +474,4 @@ class Emulation:
             self._delay_lines.append(dl)
             self._record.process(dl.pid, f"delayline-{i}")
         self.log(f"[emulation] {len(self._delay_lines)} delay-line process(es) relaying "
-                 f"{len(pairs)} links, substrate compensation {comp:.0f} us per hop")
+                 f"{len(pairs)} links")
