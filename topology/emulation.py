@@ -164,6 +164,26 @@ def shaping_commands(intf: str, *, bandwidth_mbps: float | None, delay_ms: float
     return cmds
 
 
+def software_versions() -> dict:
+    """Versions that matter for reproducing a run's numbers."""
+    import platform
+    from importlib import metadata
+
+    out = {"kernel": platform.release(), "python": platform.python_version()}
+    for dist in ("os-ken", "mininet", "networkx"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    try:
+        r = subprocess.run(["ovs-vswitchd", "--version"], capture_output=True, text=True,
+                           timeout=5)
+        out["openvswitch"] = r.stdout.split()[-1] if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        out["openvswitch"] = None
+    return out
+
+
 def offload_off_command(intf: str) -> list[str]:
     """The userspace datapath and the delay line need real checksums and MTU-sized frames."""
     return ["ethtool", "-K", intf, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]

@@ -235,7 +235,8 @@ class Emulation:
                 "switches": len(self.plan.switches) if self.plan else 0,
                 "hosts": len(self.plan.hosts) if self.plan else 0,
                 "links": len(self.plan.links) if self.plan else 0,
-                "timings": dict(self.timings)}
+                "timings": dict(self.timings),
+                "versions": emulation.software_versions()}
 
     # --- internals ---------------------------------------------------------------------
     def _fresh_run_id(self) -> str:
