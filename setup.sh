@@ -40,11 +40,12 @@ else
 fi
 
 # --- 2. Python environment ----------------------------------------------------
-if ! "$SYS_PY" -c 'import mininet.net' 2>/dev/null; then
-    echo "setup.sh: $SYS_PY cannot import mininet after installing the 'mininet' package; check 'dpkg -L mininet'" >&2
+has_mininet='import importlib.util, sys; sys.exit(importlib.util.find_spec("mininet") is None)'
+if ! "$SYS_PY" -c "$has_mininet"; then
+    echo "setup.sh: $SYS_PY cannot find the mininet module after installing the 'mininet' package; check 'dpkg -L mininet'" >&2
     exit 1
 fi
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import mininet.net' 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "$has_mininet" 2>/dev/null; then
     say "creating $VENV (on $SYS_PY, with system site-packages for Mininet)"
     rm -rf "$VENV"
     "$SYS_PY" -m venv --system-site-packages "$VENV"
@@ -61,7 +62,7 @@ fi
 # The project itself: a .pth file puts the checkout on the venv's path (no build step).
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$HERE" > "$site/edwc_testbed.pth"
-"$VENV/bin/python" -c 'import mininet.net, os_ken, networkx, yaml, topology' \
+"$VENV/bin/python" -c 'import topology.mncompat, mininet.net, os_ken, networkx, yaml' \
     || { echo "setup.sh: the environment in $VENV is incomplete; delete it and run setup.sh again" >&2; exit 1; }
 
 # --- 3. Open vSwitch ----------------------------------------------------------

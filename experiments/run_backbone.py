@@ -166,6 +166,7 @@ def main(argv=None) -> int:
         result = {"run": emu.describe(), "summary": summary, "pairs": rows,
                   "pings_per_pair": args.pings, "interval_s": args.interval}
         if args.cli:
+            import topology.mncompat  # noqa: F401
             from mininet.cli import CLI
             CLI(emu.net)
     except KeyboardInterrupt:

@@ -164,3 +164,16 @@ def test_cleanup_skips_live_owner(record_dir):
 def test_reused_pid_is_not_killed(record_dir):
     me = os.getpid()
     assert not lifecycle.stop_process(me, start=12345)  # wrong start time: not ours
+
+
+def test_mininet_imports_without_distutils():
+    """Ubuntu 24.04's Python 3.12 has no distutils; Mininet 2.3.0 imports it."""
+    code = ("import sys; sys.modules['distutils'] = None; sys.modules['distutils.version'] = None\n"
+            "import topology.mncompat\n"
+            "import mininet.node\n"
+            "from distutils.version import StrictVersion as S\n"
+            "assert S('1.9') < S('1.10') and not S('3.1') < S('1.10')\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.stdout.strip() == "ok", r.stderr

@@ -283,6 +283,7 @@ class Emulation:
     def _build_mininet(self) -> None:
         from functools import partial
 
+        import topology.mncompat  # noqa: F401  (before any mininet import)
         from mininet.link import Link
         from mininet.net import Mininet
         from mininet.node import Host, OVSSwitch
