@@ -166,8 +166,9 @@ def main(argv=None) -> int:
         result = {"run": emu.describe(), "summary": summary, "pairs": rows,
                   "pings_per_pair": args.pings, "interval_s": args.interval}
         if args.cli:
-            import topology.mncompat  # noqa: F401
             from mininet.cli import CLI
+
+            import topology.mncompat  # noqa: F401
             CLI(emu.net)
     except KeyboardInterrupt:
         print("\ninterrupted: tearing down")

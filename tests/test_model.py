@@ -5,8 +5,13 @@ from pathlib import Path
 import pytest
 
 from topology.loader import load_topology
-from topology.model import (FIBER_US_PER_KM, TopologyError, build_network, fiber_delay_ms,
-                            haversine_km)
+from topology.model import (
+    FIBER_US_PER_KM,
+    TopologyError,
+    build_network,
+    fiber_delay_ms,
+    haversine_km,
+)
 from topology.paths import hub_summary, shortest_path
 
 FIX = Path(__file__).parent / "fixtures"

@@ -85,44 +85,38 @@ def ovs_afxdp_available() -> tuple[bool, str]:
     return True, "this Open vSwitch build has AF_XDP ports"
 
 
+def _decide(asked: str, probe, on: str, off: str, flag: str) -> tuple[str, str]:
+    """`auto`: the probe decides between `on` and `off`; `on` by flag: the probe must agree."""
+    if asked == "auto":
+        ok, why = probe()
+        return (on if ok else off), why
+    if asked == on:
+        ok, why = probe()
+        if not ok:
+            raise EmulationError(f"{flag} {on} asked for, but {why}; use {flag} {off} or auto")
+    return asked, "chosen by flag"
+
+
 def choose(link: str = "auto", datapath: str = "auto", port_type: str = "auto"
            ) -> EmulationChoice:
-    if link not in LINK_MODES:
-        raise EmulationError(f"link emulation {link!r} is not one of {LINK_MODES}")
-    if datapath not in DATAPATHS:
-        raise EmulationError(f"datapath {datapath!r} is not one of {DATAPATHS}")
-    if link == "auto":
-        ok, why = netem_available()
-        link_choice, link_reason = ("netem", why) if ok else ("userspace", why)
-    else:
-        link_choice, link_reason = link, "chosen by flag"
-        if link == "netem":
-            ok, why = netem_available()
-            if not ok:
-                raise EmulationError(f"--link-emulation netem asked for, but {why}; use "
-                                     "--link-emulation userspace or auto")
-    if datapath == "auto":
-        ok, why = ovs_kernel_datapath_available()
-        dp_choice, dp_reason = ("kernel", why) if ok else ("user", why)
-    else:
-        dp_choice, dp_reason = datapath, "chosen by flag"
-        if datapath == "kernel":
-            ok, why = ovs_kernel_datapath_available()
-            if not ok:
-                raise EmulationError(f"--datapath kernel asked for, but {why}; use "
-                                     "--datapath user or auto")
-    if port_type not in PORT_TYPES:
-        raise EmulationError(f"OVS port type {port_type!r} is not one of {PORT_TYPES}")
+    for value, allowed, what in ((link, LINK_MODES, "link emulation"),
+                                 (datapath, DATAPATHS, "datapath"),
+                                 (port_type, PORT_TYPES, "OVS port type")):
+        if value not in allowed:
+            raise EmulationError(f"{what} {value!r} is not one of {allowed}")
+    link_choice, link_reason = _decide(link, netem_available, "netem", "userspace",
+                                       "--link-emulation")
+    dp_choice, dp_reason = _decide(datapath, ovs_kernel_datapath_available, "kernel", "user",
+                                   "--datapath")
     if dp_choice == "kernel":
         if port_type == "afxdp":
             raise EmulationError("--ovs-port-type afxdp needs --datapath user")
         pt, pt_reason = "system", "kernel datapath"
-    elif port_type == "auto":
-        ok, why = ovs_afxdp_available()
-        pt, pt_reason = ("afxdp", why) if ok else (
-            "system", f"{why}; expect extra switch latency on large topologies")
     else:
-        pt, pt_reason = port_type, "chosen by flag"
+        pt, pt_reason = _decide(port_type, ovs_afxdp_available, "afxdp", "system",
+                                "--ovs-port-type")
+        if pt == "system" and port_type == "auto":
+            pt_reason += "; expect extra switch latency on large topologies"
     return EmulationChoice(link_choice, dp_choice, link_reason, dp_reason, pt, pt_reason)
 
 

@@ -283,11 +283,11 @@ class Emulation:
     def _build_mininet(self) -> None:
         from functools import partial
 
-        import topology.mncompat  # noqa: F401  (before any mininet import)
         from mininet.link import Link
         from mininet.net import Mininet
-        from mininet.node import Host, OVSSwitch
+        from mininet.node import Host
 
+        import topology.mncompat  # noqa: F401  (before any mininet import)
         from topology.mnlinks import DelayLineLink, ExternalController, PortTypeOVSSwitch
 
         plan, rec, choice = self.plan, self._record, self.choice

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import subprocess
 
-import topology.mncompat  # noqa: F401  (before any mininet import)
 from mininet.link import Link
 from mininet.node import OVSSwitch
+
+import topology.mncompat  # noqa: F401  (before any mininet import)
 
 
 class DelayLineLink(Link):
