@@ -67,6 +67,7 @@ class EdwcController(app_manager.OSKenApp):
         self.status = StatusWriter(RUNTIME.status_path) if RUNTIME.status_path else None
         self.lock = threading.RLock()
         self._stopping = threading.Event()
+        self._status_failed = False
 
     # ---- the seam ----------------------------------------------------------------------
     def send(self, msgs: list) -> None:
@@ -88,8 +89,17 @@ class EdwcController(app_manager.OSKenApp):
             LOG.exception("handler %s FAILED (the controller keeps running)", what)
 
     def _write_status(self, now: float, force: bool = False) -> None:
-        if self.status is not None:
+        if self.status is None:
+            return
+        try:
             self.status.maybe_write(self.core.serial, now, self.core.status, force=force)
+        except OSError as e:  # a full disk or a removed directory must not stop routing
+            if not self._status_failed:
+                LOG.error("cannot write the status file %s: %s (will keep trying)",
+                          RUNTIME.status_path, e)
+            self._status_failed = True
+        else:
+            self._status_failed = False
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self):
@@ -128,12 +138,12 @@ class EdwcController(app_manager.OSKenApp):
             return self.core.switch_down(dp.id, now)
         self._run("switch_dead", down)
 
-    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_port_desc(self, ev):
         ports = [PortInfo(p.port_no, p.state, p.config) for p in ev.msg.body]
         self._run("port_desc", self.core.port_desc, ev.msg.datapath.id, ports)
 
-    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @set_ev_cls(ofp_event.EventOFPPortStatus, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_port_status(self, ev):
         d = ev.msg.desc
         self._run("port_status", self.core.port_status, ev.msg.datapath.id, ev.msg.reason,

@@ -30,6 +30,9 @@ def handle_arp(frame: bytes, ip_to_mac: Mapping[str, str]) -> ArpDecision:
         return ArpDecision(None, "malformed")
     if req.opcode != arp.ARP_REQUEST:
         return ArpDecision(None, "not-request")
+    if req.src_ip == "0.0.0.0" or req.src_ip == req.dst_ip:
+        # duplicate-address probe or gratuitous ARP: answering would report a conflict
+        return ArpDecision(None, "probe-or-gratuitous")
     mac = ip_to_mac.get(req.dst_ip)
     if mac is None:
         return ArpDecision(None, "unknown-target")

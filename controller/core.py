@@ -26,7 +26,9 @@ from .routing import DirectedLink, Routes, compute_routes, diff_flows
 LOG = logging.getLogger("edwc.controller")
 
 COUNTERS = ("packet_in", "arp_replies", "arp_dropped", "probes_malformed", "probes_foreign",
+            "probes_rejected",
             "probes_sent", "links_expired", "of_errors")
+MAX_WARNED = 100  # distinct unknown links warned about (hostile probes must not grow memory)
 LINK_EXPIRY_INTERVALS = 3  # a link not refreshed for this many probe intervals is gone
 FAST_PROBE_DIVISOR = 4  # probe this much faster until every plan link is discovered
 
@@ -55,11 +57,16 @@ class ControllerCore:
         self.routes_version = 0
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.serial = 0  # bumped on every change the status file shows
+        self.errors_since_reroute = 0  # OpenFlow errors since flows were last sent
         self.next_probe_at = now
         self._warned_unknown: set[DirectedLink] = set()
         self._expected_links = plan.expected_directed_links()
         self._plan_dpids = {s.dpid for s in plan.switches}
         self._ip_to_mac = {h.ip: h.mac for h in plan.hosts}
+        # Host ports are edges, never links: not probed, and probes arriving there (a host
+        # replaying or forging one) are rejected.
+        self._host_ports = {(h.dpid, h.port) for h in plan.hosts}
+        self._ports_known: set[int] = set()  # switches whose port description arrived
 
     # ---- switch lifecycle -------------------------------------------------------------
     def switch_up(self, dp: Any, now: float) -> list:
@@ -91,6 +98,7 @@ class ControllerCore:
 
     def _forget_switch(self, dpid: int) -> None:
         self.dps.pop(dpid, None)
+        self._ports_known.discard(dpid)
         self.live_ports.pop(dpid, None)
         self.installed.pop(dpid, None)
         self.pending_barriers.pop(dpid, None)
@@ -104,11 +112,12 @@ class ControllerCore:
         live = {p.port_no for p in ports
                 if ofmsg.is_physical_port(p.port_no) and ofmsg.port_is_up(dp, p.state, p.config)}
         self.live_ports[dpid] = live
+        self._ports_known.add(dpid)
         LOG.info("switch dpid=%d live ports %s", dpid, sorted(live))
         dropped = self._drop_links(lk for lk in self.links
                                    if (lk[0] == dpid and lk[1] not in live)
                                    or (lk[2] == dpid and lk[3] not in live))
-        msgs = [self._probe(dp, port, now) for port in sorted(live)]
+        msgs = [self._probe(dp, port, now) for port in self._probe_ports(dpid)]
         self.next_probe_at = min(self.next_probe_at, now)  # neighbours probe the newcomer too
         if dropped:
             msgs += self._reroute(now, "ports down at port description")
@@ -135,8 +144,11 @@ class ControllerCore:
         if port.port_no in live:
             return []
         live.add(port.port_no)
-        LOG.info("port %d:%d up, probing", dpid, port.port_no)
         self._changed()
+        if (dpid, port.port_no) in self._host_ports:
+            LOG.info("host port %d:%d up", dpid, port.port_no)
+            return []
+        LOG.info("port %d:%d up, probing", dpid, port.port_no)
         return [self._probe(dp, port.port_no, now)]
 
     # ---- packet-in ---------------------------------------------------------------------
@@ -171,6 +183,14 @@ class ControllerCore:
             return []
         if probe.dpid not in self.dps or probe.dpid == dpid:
             return []
+        # A probe arriving from a host (replayed or forged), naming a host port, or naming
+        # a port its switch reported down must never become a link. (Reserved port numbers
+        # such as OFPP_FLOOD are refused by decode_probe.)
+        if ((dpid, in_port) in self._host_ports or (probe.dpid, probe.port) in self._host_ports
+                or not self._port_may_be_live(dpid, in_port)
+                or not self._port_may_be_live(probe.dpid, probe.port)):
+            self.counters["probes_rejected"] += 1
+            return []
         link = (probe.dpid, probe.port, dpid, in_port)
         is_new = link not in self.links
         self.links[link] = now
@@ -194,8 +214,7 @@ class ControllerCore:
         if now >= self.next_probe_at:
             for dpid in sorted(self.dps):
                 dp = self.dps[dpid]
-                ports = sorted(self.live_ports.get(dpid, ()))
-                msgs += [self._probe(dp, port, now) for port in ports]
+                msgs += [self._probe(dp, port, now) for port in self._probe_ports(dpid)]
             fast = not self._expected_links <= self.links.keys()
             step = self.probe_interval / FAST_PROBE_DIVISOR if fast else self.probe_interval
             self.next_probe_at = now + step
@@ -210,6 +229,7 @@ class ControllerCore:
 
     def of_error(self, dpid: int, description: str, now: float) -> list:
         self.counters["of_errors"] += 1
+        self.errors_since_reroute += 1
         LOG.error("OpenFlow error from dpid=%s: %s", dpid, description)
         self._changed()
         return []
@@ -218,7 +238,7 @@ class ControllerCore:
     def _reroute(self, now: float, why: str) -> list:
         routes = compute_routes(self.plan, self.links, self.dps)
         for lk in routes.unknown_links:
-            if lk not in self._warned_unknown:
+            if lk not in self._warned_unknown and len(self._warned_unknown) < MAX_WARNED:
                 self._warned_unknown.add(lk)
                 LOG.warning("discovered link %d:%d -> %d:%d is not in the plan; "
                             "weighting it as a last resort", *lk)
@@ -234,8 +254,10 @@ class ControllerCore:
                                                [ofmsg.output(dp, ch.port)]))
                     have[ch.ip] = ch.port
                 elif ch.op == "modify":
-                    msgs.append(ofmsg.flow_modify_strict(dp, ofmsg.PRIO_ROUTE, m,
-                                                         [ofmsg.output(dp, ch.port)]))
+                    # ADD, not MODIFY_STRICT: it replaces the flow with this match and
+                    # priority, and still installs it if the switch lost it.
+                    msgs.append(ofmsg.flow_add(dp, ofmsg.PRIO_ROUTE, m,
+                                               [ofmsg.output(dp, ch.port)]))
                     have[ch.ip] = ch.port
                 else:
                     msgs.append(ofmsg.flow_delete_strict(dp, ofmsg.PRIO_ROUTE, m))
@@ -247,6 +269,8 @@ class ControllerCore:
             self._log_path_changes(self.routes.paths, routes.paths, why)
             self._changed()
         self.routes = routes
+        if msgs:
+            self.errors_since_reroute = 0
         return msgs
 
     def _log_path_changes(self, old: dict, new: dict, why: str) -> None:
@@ -268,6 +292,14 @@ class ControllerCore:
         self.counters["probes_sent"] += 1
         return ofmsg.packet_out(dp, port, encode_probe(dp.id, port, now, self.plan.run_id))
 
+    def _port_may_be_live(self, dpid: int, port: int) -> bool:
+        """False only when the switch's port description is in and lacks this port."""
+        return dpid not in self._ports_known or port in self.live_ports.get(dpid, ())
+
+    def _probe_ports(self, dpid: int) -> list[int]:
+        return sorted(p for p in self.live_ports.get(dpid, ())
+                      if (dpid, p) not in self._host_ports)
+
     def _barrier(self, dp: Any) -> Any:
         msg = ofmsg.barrier(dp)
         self.pending_barriers.setdefault(dp.id, set()).add(msg.xid)
@@ -280,7 +312,8 @@ class ControllerCore:
     def is_ready(self) -> bool:
         return (self._plan_dpids <= self.dps.keys()
                 and self._expected_links <= self.links.keys()
-                and not any(self.pending_barriers.values()))
+                and not any(self.pending_barriers.values())
+                and self.errors_since_reroute == 0)
 
     def status(self) -> dict:
         return {

@@ -79,6 +79,9 @@ def _tlvs(body: bytes) -> list[tuple[int, bytes]]:
         off += n
 
 
+OFPP_MAX = 0xFFFFFF00  # highest physical port number in OpenFlow 1.3
+
+
 def decode_probe(frame: bytes) -> Probe:
     """Parse a probe frame; raises :class:`ProbeError` on anything unexpected."""
     if len(frame) < 14:
@@ -109,4 +112,6 @@ def decode_probe(frame: bytes) -> Probe:
     dpid = int(hexpart, 16)
     if dpid == 0 or port == 0:
         raise ProbeError("dpid or port is zero")
+    if port > OFPP_MAX:
+        raise ProbeError(f"port {port} is a reserved OpenFlow port, not a physical one")
     return Probe(dpid=dpid, port=port, sent_at=sent_at, run_id=run_id)

@@ -152,7 +152,7 @@ def test_links_expire_without_probes_and_probing_speeds_up():
     assert "beijing>shanghai" not in core.routes.paths
     assert any(isinstance(m, parser.OFPFlowMod) for m in msgs)
     probes = core.tick(10.0)
-    assert len(probes) == 12  # 4 switches x 3 live ports
+    assert len(probes) == 8  # 4 switches x 2 link ports (host ports are never probed)
     assert core.next_probe_at == 10.25  # fast: not all plan links are known
 
 
