@@ -88,6 +88,23 @@ def _actions(instructions: list) -> list:
     return acts
 
 
+# OpenFlow 1.3 match prerequisites (spec 7.2.3.6): OVS rejects a flow whose match field
+# lacks its prerequisite with OFPBMC_BAD_PREREQ, so the fake table does too.
+_PREREQ = {"ipv4_src": ("eth_type", 0x0800), "ipv4_dst": ("eth_type", 0x0800),
+           "arp_op": ("eth_type", 0x0806), "arp_spa": ("eth_type", 0x0806),
+           "arp_tpa": ("eth_type", 0x0806), "ip_proto": ("eth_type", 0x0800),
+           "tcp_src": ("ip_proto", 6), "tcp_dst": ("ip_proto", 6),
+           "udp_src": ("ip_proto", 17), "udp_dst": ("ip_proto", 17)}
+
+
+def check_prerequisites(match: dict[str, tuple[int, int]]) -> None:
+    for name in match:
+        need = _PREREQ.get(name)
+        if need and match.get(need[0], (None,))[0] != need[1]:
+            raise AssertionError(f"match on {name} without {need[0]}={need[1]:#x} "
+                                 "(OFPBMC_BAD_PREREQ on a real switch)")
+
+
 class FakeTable:
     """One switch's table 0."""
 
@@ -99,6 +116,7 @@ class FakeTable:
         if fm.table_id not in (0, ofp.OFPTT_ALL):
             raise NotImplementedError(f"table {fm.table_id}")
         m = normalize_match(fm.match)
+        check_prerequisites(m)
         cmd = fm.command
 
         def cookie_ok(f: Flow) -> bool:
@@ -198,6 +216,9 @@ class FakeNetwork:
                 raise TraceError(f"dropped at {self.site[dpid]} (dpid {dpid}) after {sites}")
             if len(outs) > 1:
                 raise TraceError(f"{len(outs)} outputs at dpid {dpid}: {outs}")
+            if outs[0] == in_port:
+                # OpenFlow: a plain output to the ingress port is not sent (OFPP_IN_PORT is)
+                raise TraceError(f"output to the ingress port {dpid}:{in_port} is dropped")
             out = in_port if outs[0] == ofp.OFPP_IN_PORT else outs[0]
             if out > ofp.OFPP_MAX:
                 raise TraceError(f"reserved output port {out:#x} at dpid {dpid}")

@@ -93,3 +93,15 @@ def test_an_openflow_error_clears_ready_until_the_next_reroute():
     assert core.is_ready()
     core.of_error(1, "OFPET_BAD_MATCH", now=2.0)
     assert not core.is_ready()
+
+
+def test_fake_table_rejects_a_match_without_its_prerequisite():
+    from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+    from controller.ofmsg import stub_datapath
+    from tests.fakeof import FakeTable
+    dp = stub_datapath(1)
+    bad = parser.OFPFlowMod(dp, priority=10, match=parser.OFPMatch(ipv4_dst="10.0.0.1"),
+                            instructions=[])
+    with pytest.raises(AssertionError, match="BAD_PREREQ"):
+        FakeTable(1).apply(bad)
