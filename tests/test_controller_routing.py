@@ -175,7 +175,9 @@ def test_trace_detects_loops():
     try:
         net.trace("beijing", "shanghai")
     except TraceError as e:
-        assert "loop" in str(e)
+        # s1 -> s2 -> back out s2's ingress port: OpenFlow drops a plain output to the
+        # ingress port, so the trace refuses it either as a loop or as that drop
+        assert "loop" in str(e) or "ingress port" in str(e)
     else:
         raise AssertionError("expected a loop")
 
