@@ -26,7 +26,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 from probes.ping import percentile, ping_many  # noqa: E402
-from topology.emulation import DATAPATHS, LINK_MODES, EmulationError  # noqa: E402
+from topology.emulation import DATAPATHS, LINK_MODES, PORT_TYPES, EmulationError  # noqa: E402
 from topology.emulator import BuildError, Emulation  # noqa: E402
 from topology.loader import MISSING_COORDS_CHOICES, load_topology  # noqa: E402
 from topology.model import TopologyError  # noqa: E402
@@ -42,11 +42,17 @@ def parse_args(argv=None):
     ap.add_argument("--missing-coords", choices=MISSING_COORDS_CHOICES, default="error",
                     help="for Topology Zoo files: nodes without coordinates (default: error)")
     ap.add_argument("--link-emulation", choices=LINK_MODES, default="auto",
-                    help="netem (kernel), userspace (delay line) or auto: netem where the "
-                         "kernel has it (default: auto)")
+                    help="netem (kernel), userspace (delay line), none (no delay: the "
+                         "substrate's own latency) or auto: netem where the kernel has it, "
+                         "else userspace (default: auto)")
     ap.add_argument("--datapath", choices=DATAPATHS, default="auto",
                     help="OVS datapath: kernel, user (netdev) or auto: kernel where the "
                          "openvswitch module is loaded (default: auto)")
+    ap.add_argument("--ovs-port-type", choices=PORT_TYPES, default="auto",
+                    help="on the userspace datapath: afxdp (AF_XDP, polled by a PMD thread: "
+                         "low latency, slow to start) or system (AF_PACKET: fast to start, "
+                         "milliseconds of extra latency on large topologies); auto picks "
+                         "afxdp where Open vSwitch has it (default: auto)")
     ap.add_argument("--substrate-us", type=float, default=None,
                     help="per-hop latency of the switch substrate that the userspace delay "
                          "line subtracts (default: measured, see topology/calibrate.py)")
@@ -144,7 +150,8 @@ def main(argv=None) -> int:
     print(f"[topology] {net.name}: {len(net.sites)} sites, {len(net.links)} links "
           f"({net.source})")
     emu = Emulation(net, link_emulation=args.link_emulation, datapath=args.datapath,
-                    substrate_us=args.substrate_us, seed=args.seed,
+                    ovs_port_type=args.ovs_port_type, substrate_us=args.substrate_us,
+                    seed=args.seed,
                     keep_work_dir=args.keep_work_dir)
     result: dict = {}
     try:

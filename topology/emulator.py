@@ -288,7 +288,7 @@ class Emulation:
         from mininet.node import Host
 
         import topology.mncompat  # noqa: F401  (before any mininet import)
-        from topology.mnlinks import DelayLineLink, ExternalController, PortTypeOVSSwitch
+        from topology.mnlinks import DelayLineLink, PortTypeOVSSwitch
 
         plan, rec, choice = self.plan, self._record, self.choice
         userspace = choice.link == "userspace"
@@ -301,8 +301,6 @@ class Emulation:
                           what="creating the delay-line namespace")
         self.net = net = Mininet(topo=None, build=False, controller=None, switch=switch_cls,
                                  host=Host, link=Link, autoSetMacs=False, waitConnected=False)
-        if self.start_controller:
-            net.controllers.append(ExternalController("c0", port=self._controller_port))
         for sw in plan.switches:
             rec.bridge(sw.name)
             rec.intf(sw.name)  # the userspace datapath's internal tap
@@ -330,6 +328,14 @@ class Emulation:
         if userspace:
             self._start_delay_lines()
         net.start()
+        if self.start_controller:
+            # Our controller is a process we own, not a Mininet node: point the bridges at
+            # it directly (one transaction), so Mininet never starts or stops anything for it.
+            cmd = ["ovs-vsctl", "--timeout=30"]
+            for sw in plan.switches:
+                cmd += ["--", "set-controller", sw.name,
+                        f"tcp:127.0.0.1:{self._controller_port}"]
+            emulation.run(cmd, what="connecting the switches to the controller")
         if choice.port_type == "afxdp":
             self._check_ports()
 

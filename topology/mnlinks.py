@@ -1,4 +1,5 @@
-"""Mininet extensions (subclasses, never patches): the delay-line link and an external controller.
+"""Mininet extensions (subclasses, never patches): the delay-line link and a switch whose
+ports get an OVS interface type.
 
 DelayLineLink: instead of one veth pair between two switch ports, two pairs whose inner
 ends (relay1, relay2) belong to the userspace delay line:
@@ -58,28 +59,3 @@ class PortTypeOVSSwitch(OVSSwitch):
             # generic (SKB) mode: works on veths on every kernel with XDP sockets
             opts += " type=afxdp options:xdp-mode=generic"
         return opts
-
-
-class ExternalController:
-    """A controller process we start and stop ourselves (by pid), seen by Mininet's switches
-    only as a target address. Mininet never starts or kills anything for it."""
-
-    protocol = "tcp"
-
-    def __init__(self, name: str, ip: str = "127.0.0.1", port: int = 6653):
-        self.name, self.ip, self.port = name, ip, port
-
-    def IP(self) -> str:  # noqa: N802 (Mininet's API)
-        return self.ip
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def checkListening(self) -> None:  # noqa: N802
-        pass
-
-    def __str__(self) -> str:
-        return self.name
