@@ -192,3 +192,19 @@ def test_bad_topology_file_fails_cleanly(tmp_path):
     assert r.returncode == 2
     assert "lat = 95 is outside" in r.stderr and str(bad) in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_failure_in_the_middle_of_the_build_rolls_back(monkeypatch):
+    """Bridges, veths, host namespaces and the controller exist when the delay line fails."""
+    from topology import delayline
+
+    def fail(cls, *args, **kwargs):
+        raise delayline.DelayLineError("injected failure")
+
+    monkeypatch.setattr(delayline.DelayLineProcess, "start", classmethod(fail))
+    emu = Emulation(load_topology(TINY), link_emulation="userspace", log=lambda *_: None)
+    with pytest.raises(delayline.DelayLineError, match="injected"):
+        emu.start()
+    assert_clean(emu.run_id)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"edwc-testbed/{emu.run_id}/" not in ps  # the controller process is gone too
