@@ -3,7 +3,8 @@
 
 One-way delay is estimated as RTT/2 against the mean of the configured forward and reverse
 path delays (a true one-way probe comes with the probes package). Light load: a few pairs
-at a time, pings at 20 ms intervals. Target on the userspace path: median error <= 0.3 ms,
+at a time, pings at 20 ms intervals, after one uncounted warm-up ping per pair (ARP and
+flow setup, ~6 ms, are not path delay). Target on the userspace path: median error <= 0.3 ms,
 p99 <= 1 ms.
 
     sudo python benchmarks/delay_fidelity.py [--pings 40] [--parallel 4] [--ovs-port-type ...]
@@ -29,12 +30,15 @@ def main() -> None:
     ap.add_argument("--link-emulation", default="auto")
     ap.add_argument("--ovs-port-type", default="auto")
     ap.add_argument("--substrate-us", type=float, default=None)
+    ap.add_argument("--delay-line-priority", type=int, default=10,
+                    help="SCHED_FIFO priority of the relays, 0: normal scheduling")
     args = ap.parse_args()
     net = load_topology(args.topology)
     g = net.graph()
     per_sample, per_pair = [], []
     with Emulation(net, link_emulation=args.link_emulation, ovs_port_type=args.ovs_port_type,
-                   substrate_us=args.substrate_us) as emu:
+                   substrate_us=args.substrate_us,
+                   delay_line_rt_priority=args.delay_line_priority) as emu:
         run = emu.describe()
         hosts = emu.plan.hosts
         metros = [h for h in hosts if net.site(h.site).kind == "metro"]
@@ -43,7 +47,7 @@ def main() -> None:
         for i in range(0, len(pairs), args.parallel):
             batch = pairs[i:i + args.parallel]
             res = ping_many([(emu.net[m.name], c.ip) for m, c in batch], args.pings,
-                            args.interval)
+                            args.interval, warmup=1)
             for (m, c), r in zip(batch, res):
                 conf = (shortest_path(net, m.site, c.site, g).delay_ms
                         + shortest_path(net, c.site, m.site, g).delay_ms) / 2

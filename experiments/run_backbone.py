@@ -48,6 +48,10 @@ def parse_args(argv=None):
     ap.add_argument("--datapath", choices=DATAPATHS, default="auto",
                     help="OVS datapath: kernel, user (netdev) or auto: kernel where the "
                          "openvswitch module is loaded (default: auto)")
+    ap.add_argument("--delay-line-priority", type=int, default=10, metavar="N",
+                    help="SCHED_FIFO priority of the userspace delay line, 0 for normal "
+                         "scheduling (default: 10; without it, relays that wake behind OVS's "
+                         "busy PMD thread add milliseconds to the delay tail)")
     ap.add_argument("--ovs-port-type", choices=PORT_TYPES, default="auto",
                     help="on the userspace datapath: afxdp (AF_XDP, polled by a PMD thread: "
                          "low latency, slow to start) or system (AF_PACKET: fast to start, "
@@ -57,7 +61,8 @@ def parse_args(argv=None):
                     help="per-hop latency of the switch substrate that the userspace delay "
                          "line subtracts (default: measured, see topology/calibrate.py)")
     ap.add_argument("--pings", type=int, default=20,
-                    help="echo requests per metro-cluster pair (default: 20)")
+                    help="echo requests per metro-cluster pair, after one uncounted warm-up "
+                         "request (ARP and flow setup) (default: 20)")
     ap.add_argument("--interval", type=float, default=0.05,
                     help="seconds between echo requests (default: 0.05)")
     ap.add_argument("--parallel", type=int, default=8,
@@ -74,6 +79,8 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.pings < 1 or args.interval <= 0 or args.parallel < 1:
         ap.error("--pings, --interval and --parallel must be positive")
+    if not 0 <= args.delay_line_priority <= 99:
+        ap.error("--delay-line-priority must be 0-99")
     return args
 
 
@@ -88,7 +95,7 @@ def measure(emu: Emulation, args) -> list[dict]:
     for i in range(0, len(pairs), args.parallel):
         batch = pairs[i:i + args.parallel]
         results = ping_many([(emu.net[m.name], c.ip) for m, c in batch], args.pings,
-                            args.interval)
+                            args.interval, warmup=1)
         status = emu.controller_status().get("paths", {})
         for (m, c), r in zip(batch, results):
             fwd = shortest_path(net, m.site, c.site, graph)
@@ -151,6 +158,7 @@ def main(argv=None) -> int:
           f"({net.source})")
     emu = Emulation(net, link_emulation=args.link_emulation, datapath=args.datapath,
                     ovs_port_type=args.ovs_port_type, substrate_us=args.substrate_us,
+                    delay_line_rt_priority=args.delay_line_priority,
                     seed=args.seed,
                     keep_work_dir=args.keep_work_dir)
     result: dict = {}

@@ -234,12 +234,16 @@ def validate_config(obj) -> list[Hop]:
         raise DelayLineError(f"config must be a JSON object, got {type(obj).__name__}")
     if obj.get("format") != FORMAT:
         raise DelayLineError(f"config field 'format' must be {FORMAT!r}, got {obj.get('format')!r}")
-    unknown = set(obj) - {"format", "seed", "stats_path", "ready_path", "hops"}
+    unknown = set(obj) - {"format", "seed", "stats_path", "ready_path", "hops", "rt_priority"}
     if unknown:
         raise DelayLineError(f"config: unknown field(s) {sorted(unknown)}")
     seed = obj.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise DelayLineError(f"config field 'seed' must be an integer, got {seed!r}")
+    rt = obj.get("rt_priority", 0)
+    if not isinstance(rt, int) or isinstance(rt, bool) or not 0 <= rt <= 99:
+        raise DelayLineError(f"config field 'rt_priority' must be an integer 0-99 (0: no "
+                             f"real-time scheduling), got {rt!r}")
     for f in ("stats_path", "ready_path"):
         v = obj.get(f)
         if not isinstance(v, str) or not v:
@@ -387,6 +391,8 @@ class _Relay:
         self.want_stats = False
         self.want_reload = False
         self.reloads = 0
+        self.rt_priority = 0
+        self.realtime = "off"
         self.config_path = ""
         self.stats_seq = 0
         self._wake_r = self._wake_w = -1
@@ -467,7 +473,7 @@ class _Relay:
             "format": STATS_FORMAT, "pid": os.getpid(), "started_at": self.started_at,
             "written_at": time.time(), "seq": self.stats_seq, "seed": self.seed,
             "timer_slack_set": self.timer_slack_set, "running": self.running, "cpu": ru,
-            "reloads": self.reloads,
+            "reloads": self.reloads, "realtime": self.realtime,
             "spin_us": self.spin_us, "spin_cpu_fraction": SPIN_CPU_FRACTION,
             "python": sys.version.split()[0],
             "hops": {st.hop.id: st.stats() for st in self.states},
@@ -691,8 +697,23 @@ class _Relay:
                     st.max_queue = len(q)
 
     # -- lifecycle
+    def set_realtime(self, priority: int) -> None:
+        """SCHED_FIFO: a relay that wakes behind a busy thread (OVS's PMD busy-polls a core)
+        waits up to a scheduler slice, milliseconds. Measured on the backbone: RTT minus pair
+        median p90/p99 0.6/6.7 ms without, 0.14/0.4 ms with. The kernel's RT throttling
+        (sched_rt_runtime_us) keeps a saturated relay from locking a core."""
+        if priority <= 0:
+            self.realtime = "off"
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            self.realtime = f"SCHED_FIFO {priority}"
+        except (OSError, AttributeError) as e:
+            self.realtime = f"not available: {e}"
+
     def serve(self) -> None:
         self.timer_slack_set = set_timer_slack(1000)
+        self.set_realtime(self.rt_priority)
         self.install_signals()
         self.open_sockets()
         _atomic_write(self.ready_path, json.dumps({"pid": os.getpid(), "at": time.time()}) + "\n")
@@ -737,13 +758,14 @@ class DelayLineProcess:
     @classmethod
     def start(cls, hops: list[Hop], run_dir: str, name: str, seed: int,
               python: str = sys.executable, ready_timeout: float = 5.0,
-              netns: str | None = None) -> DelayLineProcess:
+              netns: str | None = None, rt_priority: int = 0) -> DelayLineProcess:
         """Start one delay-line process; with `netns`, inside that named network namespace
         (`ip netns exec` execs in place, so the pid is the relay's own)."""
         hops = validate_hops(list(hops))
         os.makedirs(run_dir, exist_ok=True)
         base = os.path.join(run_dir, name)
-        cfg = {"format": FORMAT, "seed": seed, "stats_path": base + ".stats.json",
+        cfg = {"format": FORMAT, "seed": seed, "rt_priority": rt_priority,
+               "stats_path": base + ".stats.json",
                "ready_path": base + ".ready", "hops": [h.to_json() for h in hops]}
         validate_config(cfg)
         for p in (cfg["ready_path"], cfg["stats_path"]):
@@ -869,6 +891,7 @@ def main(argv: list[str] | None = None) -> int:
         hops = validate_config(obj)
         relay = _Relay(hops, obj.get("seed", 0), obj["stats_path"], obj["ready_path"])
         relay.config_path = path
+        relay.rt_priority = obj.get("rt_priority", 0)
         try:
             relay.serve()
         except DelayLineError:

@@ -82,6 +82,7 @@ class Emulation:
     probe_interval: float = 1.0  # controller's link-discovery period (s)
     substrate_us: float | None = None  # per-hop latency to subtract; None = calibrate
     delay_workers: int | None = None
+    delay_line_rt_priority: int = 10  # SCHED_FIFO priority of the relays; 0 = normal
     seed: int = 1
     log: object = print
     choice: EmulationChoice | None = None
@@ -232,6 +233,7 @@ class Emulation:
                 "emulation": self.choice.to_dict() if self.choice else None,
                 "substrate_us": self.substrate_us, "seed": self.seed,
                 "calibration": self.calibration.to_dict() if self.calibration else None,
+                "delay_line_scheduling": getattr(self, "delay_line_scheduling", None),
                 "switches": len(self.plan.switches) if self.plan else 0,
                 "hosts": len(self.plan.hosts) if self.plan else 0,
                 "links": len(self.plan.links) if self.plan else 0,
@@ -478,8 +480,11 @@ class Emulation:
                 continue
             dl = DelayLineProcess.start(hops, str(self.work_dir), f"delayline-{i}",
                                         seed=self.seed, python=sys.executable,
-                                        netns=self.relay_netns)
+                                        netns=self.relay_netns,
+                                        rt_priority=self.delay_line_rt_priority)
             self._delay_lines.append(dl)
             self._record.process(dl.pid, f"delayline-{i}")
+        rt = self._delay_lines[0].stats(refresh=True).get("realtime", "?")
         self.log(f"[emulation] {len(self._delay_lines)} delay-line process(es) relaying "
-                 f"{len(pairs)} links")
+                 f"{len(pairs)} links (scheduling: {rt})")
+        self.delay_line_scheduling = rt
