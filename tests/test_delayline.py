@@ -263,3 +263,17 @@ def test_importable_without_scapy():
             "assert 'scapy' not in [m for m in sys.modules if sys.modules[m] is not None]")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("value", [-1, 100, "10", 1.5, True])
+def test_rt_priority_must_be_0_to_99(tmp_path, value):
+    c = cfg(tmp_path)
+    c["rt_priority"] = value
+    with pytest.raises(DelayLineError, match="rt_priority"):
+        validate_config(c)
+
+
+def test_rt_priority_accepted(tmp_path):
+    c = cfg(tmp_path)
+    c["rt_priority"] = 10
+    assert len(validate_config(c)) == 2  # the two hops of the link
