@@ -95,7 +95,6 @@ class Emulation:
         self._record: RunRecord | None = None
         self._controller_proc: subprocess.Popen | None = None
         self._delay_lines: list = []
-        self._started = False
 
     # --- public ------------------------------------------------------------------------
     def __enter__(self) -> Emulation:
@@ -154,7 +153,6 @@ class Emulation:
             if self._delay_lines and self.substrate_us is None and self.start_controller:
                 self._calibrate()
                 self.timings["calibrated_s"] = time.monotonic() - t0
-            self._started = True
         except BaseException:
             self.log("[emulation] start failed; removing what was built")
             self.stop()
@@ -183,17 +181,9 @@ class Emulation:
                 self.log(f"[emulation] Mininet teardown: {e}")
             self.net = None
         if self._record is not None:
-            if self.keep_work_dir and self.work_dir is not None:
-                # forget the work dir so release() keeps it
-                entries = [e for e in self._record.entries() if e.get("t") != "dir"]
-                from topology.lifecycle import release_entries
-                release_entries(entries)
-                self._record.path.unlink(missing_ok=True)
-            else:
-                self._record.release()
+            self._record.release(keep_dirs=self.keep_work_dir)
             self._record = None
         self.timings["down_s"] = time.monotonic() - t0
-        self._started = False
 
     def wait_controller_ready(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout

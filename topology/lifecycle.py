@@ -120,9 +120,11 @@ class RunRecord:
     def entries(self) -> list[dict]:
         return read_record(self.path)
 
-    def release(self) -> dict:
-        """Remove everything recorded (newest processes first), then the record itself."""
-        summary = release_entries(self.entries())
+    def release(self, keep_dirs: bool = False) -> dict:
+        """Remove everything recorded (newest processes first), then the record itself;
+        with keep_dirs, the work directories stay (logs for a person to read)."""
+        entries = [e for e in self.entries() if not (keep_dirs and e.get("t") == "dir")]
+        summary = release_entries(entries)
         self.path.unlink(missing_ok=True)
         return summary
 
