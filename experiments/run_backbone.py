@@ -22,6 +22,7 @@ bootstrap.ensure()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import signal  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -84,11 +85,20 @@ def parse_args(argv=None):
     return args
 
 
-def measure(emu: Emulation, args) -> list[dict]:
-    net, plan = emu.network, emu.plan
+def measurement_pairs(net, plan) -> list:
+    """Every metro host to every cluster host; where a topology lacks one of the two kinds
+    (a Topology Zoo import has only metros), every unordered pair of hosts."""
     metros = [h for h in plan.hosts if net.site(h.site).kind == "metro"]
     clusters = [h for h in plan.hosts if net.site(h.site).kind == "cluster"]
-    pairs = [(m, c) for m in metros for c in clusters]
+    if metros and clusters:
+        return [(m, c) for m in metros for c in clusters], "metro-cluster"
+    hosts = list(plan.hosts)
+    return [(a, b) for i, a in enumerate(hosts) for b in hosts[i + 1:]], "host"
+
+
+def measure(emu: Emulation, args) -> list[dict]:
+    net, plan = emu.network, emu.plan
+    pairs, emu.pair_kind = measurement_pairs(net, plan)
     graph = net.graph()
     rows: list[dict] = []
     t0 = time.monotonic()
@@ -102,7 +112,7 @@ def measure(emu: Emulation, args) -> list[dict]:
             back = shortest_path(net, c.site, m.site, graph)
             model_rtt = fwd.delay_ms + back.delay_ms
             rows.append({
-                "metro": m.site, "cluster": c.site, "model_path": list(fwd.path),
+                "src": m.site, "dst": c.site, "model_path": list(fwd.path),
                 "controller_path": status.get(f"{m.name}>{c.name}"),
                 "model_one_way_ms": round(fwd.delay_ms, 4), "model_rtt_ms": round(model_rtt, 4),
                 **{k: (round(v, 4) if isinstance(v, float) else v)
@@ -116,20 +126,20 @@ def measure(emu: Emulation, args) -> list[dict]:
 
 
 def print_table(rows: list[dict], tol: float) -> None:
-    hdr = f"{'metro':<11} {'cluster':<13} {'model RTT':>9} {'p50 RTT':>8} {'min':>7} " \
+    hdr = f"{'from':<11} {'to':<13} {'model RTT':>9} {'p50 RTT':>8} {'min':>7} " \
           f"{'p95':>7} {'error':>7} {'loss':>5}  path"
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         if not r["received"]:
-            print(f"{r['metro']:<11} {r['cluster']:<13} {r['model_rtt_ms']:>9.2f} "
+            print(f"{r['src']:<11} {r['dst']:<13} {r['model_rtt_ms']:>9.2f} "
                   f"{'UNREACHABLE':>8}")
             continue
         flag = "" if abs(r["error_ms"]) <= tol else "  <-- off model"
         same = r["controller_path"] in (None, r["model_path"])
         path = " > ".join(r["model_path"]) + ("" if same else "  (controller: "
                                                + " > ".join(r["controller_path"]) + ")")
-        print(f"{r['metro']:<11} {r['cluster']:<13} {r['model_rtt_ms']:>9.2f} "
+        print(f"{r['src']:<11} {r['dst']:<13} {r['model_rtt_ms']:>9.2f} "
               f"{r['p50_ms']:>8.2f} {r['min_ms']:>7.2f} {r['p95_ms']:>7.2f} "
               f"{r['error_ms']:>+7.2f} {r['loss']:>5.0%}  {path}{flag}")
 
@@ -138,17 +148,23 @@ def summarize(rows: list[dict]) -> dict:
     reached = [r for r in rows if r["received"]]
     errs = [r["error_ms"] for r in reached]
     return {"pairs": len(rows), "reachable": len(reached),
-            "unreachable": [f"{r['metro']}>{r['cluster']}" for r in rows if not r["received"]],
+            "unreachable": [f"{r['src']}>{r['dst']}" for r in rows if not r["received"]],
             "rtt_error_ms": {"median": statistics.median(errs) if errs else None,
                              "p99": percentile(errs, 99) if errs else None,
                              "max_abs": max(map(abs, errs)) if errs else None},
-            "paths_differing_from_model": [f"{r['metro']}>{r['cluster']}" for r in rows
+            "paths_differing_from_model": [f"{r['src']}>{r['dst']}" for r in rows
                                            if r["controller_path"] not in (None,
                                                                            r["model_path"])]}
 
 
+def _terminate(signum, frame):
+    # SIGTERM (a CI timeout, `kill`) tears down like Ctrl-C instead of leaving the run behind
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         net = load_topology(args.topology, missing_coords=args.missing_coords)
     except TopologyError as e:
@@ -171,7 +187,7 @@ def main(argv=None) -> int:
         print_table(rows, args.tolerance_ms)
         summary = summarize(rows)
         e = summary["rtt_error_ms"]
-        print(f"\n{summary['reachable']}/{summary['pairs']} metro-cluster pairs reachable; "
+        print(f"\n{summary['reachable']}/{summary['pairs']} {emu.pair_kind} pairs reachable; "
               f"RTT minus model RTT: median {e['median']:+.3f} ms, p99 {e['p99']:+.3f} ms, "
               f"max |error| {e['max_abs']:.3f} ms" if e["median"] is not None else
               "no pair reachable")
