@@ -177,3 +177,12 @@ def test_mininet_imports_without_distutils():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parents[1])
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_plan_json_round_trips_through_the_one_reader():
+    """The builder writes plan.json and every reader (controller, probes, reports) parses it
+    with topology.plan.parse_plan: what comes back is exactly what was written."""
+    from topology.plan import parse_plan
+    for net in (load_topology("edwc"), load_topology(FIX / "tiny.yaml")):
+        plan = make_plan(net, "rt01")
+        assert parse_plan(json.loads(plan.to_json())) == plan

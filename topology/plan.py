@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 import secrets
 import string
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from topology.model import Network, TopologyError
 
@@ -53,10 +55,10 @@ class HostPlan:
     ip: str
     prefixlen: int
     mac: str
-    switch: str
     dpid: int
     port: int
-    intf: str  # switch-side interface name (host side is eth0 in the host's namespace)
+    switch: str = ""
+    intf: str = ""  # switch-side interface name (host side is eth0 in the host's namespace)
 
 
 @dataclass(frozen=True)
@@ -64,22 +66,22 @@ class LinkPlan:
     id: str
     a: str
     b: str
-    a_switch: str
-    b_switch: str
     a_dpid: int
-    b_dpid: int
     a_port: int
+    b_dpid: int
     b_port: int
-    a_intf: str
-    b_intf: str
-    relay_a: str  # delay-line end facing a_intf (used only on the userspace path)
-    relay_b: str
-    delay_ms_ab: float
+    delay_ms_ab: float  # one-way a -> b
     delay_ms_ba: float
-    jitter_ms: float
-    loss_pct: float
-    bandwidth_mbps: float
-    distance_km: float
+    bandwidth_mbps: float | None = None
+    a_switch: str = ""
+    b_switch: str = ""
+    a_intf: str = ""
+    b_intf: str = ""
+    relay_a: str = ""  # delay-line end facing a_intf (used only on the userspace path)
+    relay_b: str = ""
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    distance_km: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,23 @@ class Plan:
             if {ln.a, ln.b} == {a, b}:
                 return ln
         raise KeyError(f"{a}-{b}")
+
+    def switch_by_dpid(self) -> dict[int, SwitchPlan]:
+        return {s.dpid: s for s in self.switches}
+
+    def host_by_ip(self) -> dict[str, HostPlan]:
+        return {h.ip: h for h in self.hosts}
+
+    def directed_delays(self) -> dict[tuple[int, int, int, int], float]:
+        """(from_dpid, from_port, to_dpid, to_port) -> one-way delay in ms, both directions."""
+        out: dict[tuple[int, int, int, int], float] = {}
+        for lk in self.links:
+            out[(lk.a_dpid, lk.a_port, lk.b_dpid, lk.b_port)] = lk.delay_ms_ab
+            out[(lk.b_dpid, lk.b_port, lk.a_dpid, lk.a_port)] = lk.delay_ms_ba
+        return out
+
+    def expected_directed_links(self) -> set[tuple[int, int, int, int]]:
+        return set(self.directed_delays())
 
 
 def host_mac(index: int) -> str:
@@ -172,3 +191,171 @@ def make_plan(net: Network, run_id: str) -> Plan:
             distance_km=round(ln.distance_km, 3)))
     return Plan(run_id=run_id, topology=net.name, switches=tuple(switches), hosts=tuple(hosts),
                 links=tuple(links))
+
+
+# --- reading plan.json (the controller, the probes and the reports read what make_plan wrote)
+
+MAX_OF_PORT = 0xFFFFFF00  # OFPP_MAX: larger numbers are reserved ports
+
+
+class PlanError(ValueError):
+    """The plan file is missing, unreadable or invalid; the message names the field."""
+
+
+def _check(cond: bool, path: str, msg: str) -> None:
+    if not cond:
+        raise PlanError(f"{path}: {msg}")
+
+
+def _keys(obj: Any, path: str, required: set[str]) -> None:
+    """Required fields must be present; other fields are the builder's business and ignored
+    (the plan also carries interface names, relay ends, jitter, loss, distances...)."""
+    _check(isinstance(obj, dict), path, f"must be an object, got {type(obj).__name__}")
+    missing = sorted(required - set(obj))
+    _check(not missing, f"{path}.{missing[0]}" if missing else path, "missing required field")
+
+
+def _str(obj: dict, key: str, path: str) -> str:
+    v = obj[key]
+    _check(isinstance(v, str) and v != "", f"{path}.{key}",
+           f"must be a non-empty string, got {v!r}")
+    return v
+
+
+def _int(obj: dict, key: str, path: str, lo: int, hi: int) -> int:
+    v = obj[key]
+    ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+    _check(ok, f"{path}.{key}", f"must be an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _num(obj: dict, key: str, path: str) -> float:
+    v = obj[key]
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    _check(ok, f"{path}.{key}", f"must be a number >= 0, got {v!r}")
+    return float(v)
+
+
+def _mac(obj: dict, key: str, path: str) -> str:
+    v = _str(obj, key, path)
+    parts = v.split(":")
+    ok = len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p)
+                                 for p in parts)
+    _check(ok, f"{path}.{key}", f"must be a MAC address like 02:00:00:00:00:01, got {v!r}")
+    return v.lower()
+
+
+def _optional(obj: dict, path: str, fields: dict[str, type]) -> dict:
+    """The builder's extra fields, type-checked when present; unknown fields are ignored."""
+    out = {}
+    for key, kind in fields.items():
+        if obj.get(key) is None:
+            continue
+        if kind is float:
+            out[key] = _num(obj, key, path)
+        else:
+            _check(isinstance(obj[key], str), f"{path}.{key}", "must be a string")
+            out[key] = obj[key]
+    return out
+
+
+def parse_plan(doc: Any) -> Plan:
+    """Validate a decoded plan document and return a :class:`Plan`."""
+    _keys(doc, "plan", {"format", "run_id", "switches", "hosts", "links"})
+    _check(doc["format"] == PLAN_FORMAT, "plan.format",
+           f"must be {PLAN_FORMAT!r}, got {doc['format']!r}")
+    run_id = _str(doc, "run_id", "plan")
+    topology = doc.get("topology", "")
+    _check(isinstance(topology, str), "plan.topology", "must be a string")
+    for key in ("switches", "hosts", "links"):
+        _check(isinstance(doc[key], list), f"plan.{key}", "must be a list")
+
+    switches: list[SwitchPlan] = []
+    names: set[str] = set()
+    dpids: dict[int, str] = {}
+    for i, s in enumerate(doc["switches"]):
+        p = f"switches[{i}]"
+        _keys(s, p, {"name", "site", "dpid"})
+        sw = SwitchPlan(_str(s, "name", p), _str(s, "site", p), _int(s, "dpid", p, 1, 2**64 - 1))
+        _check(sw.name not in names, f"{p}.name", f"duplicate name {sw.name!r}")
+        _check(sw.dpid not in dpids, f"{p}.dpid",
+               f"duplicate dpid {sw.dpid} (also {dpids.get(sw.dpid)})")
+        names.add(sw.name)
+        dpids[sw.dpid] = sw.name
+        switches.append(sw)
+    _check(bool(switches), "plan.switches", "must not be empty")
+
+    used_ports: dict[tuple[int, int], str] = {}
+
+    def claim(dpid: int, port: int, who: str, path: str) -> None:
+        _check(dpid in dpids, path, f"dpid {dpid} is not a switch in plan.switches")
+        prev = used_ports.get((dpid, port))
+        _check(prev is None, path, f"port {port} on dpid {dpid} already used by {prev}")
+        used_ports[(dpid, port)] = who
+
+    hosts: list[HostPlan] = []
+    host_names: set[str] = set()
+    ips: set[str] = set()
+    for i, h in enumerate(doc["hosts"]):
+        p = f"hosts[{i}]"
+        _keys(h, p, {"name", "site", "ip", "prefixlen", "mac", "dpid", "port"})
+        name = _str(h, "name", p)
+        _check(name not in host_names, f"{p}.name", f"duplicate host name {name!r}")
+        ip = _str(h, "ip", p)
+        try:
+            ip = str(ipaddress.IPv4Address(ip))
+        except ValueError:
+            raise PlanError(f"{p}.ip: must be an IPv4 address, got {ip!r}") from None
+        _check(ip not in ips, f"{p}.ip", f"duplicate IP {ip}")
+        host = HostPlan(name, _str(h, "site", p), ip, _int(h, "prefixlen", p, 0, 32),
+                        _mac(h, "mac", p), _int(h, "dpid", p, 1, 2**64 - 1),
+                        _int(h, "port", p, 1, MAX_OF_PORT),
+                        **_optional(h, p, {"switch": str, "intf": str}))
+        claim(host.dpid, host.port, f"host {name}", f"{p}.dpid/port")
+        host_names.add(name)
+        ips.add(ip)
+        hosts.append(host)
+
+    links: list[LinkPlan] = []
+    link_ids: set[str] = set()
+    for i, lk in enumerate(doc["links"]):
+        p = f"links[{i}]"
+        _keys(lk, p, {"id", "a", "b", "a_dpid", "a_port", "b_dpid", "b_port",
+                      "delay_ms_ab", "delay_ms_ba"})
+        lid = _str(lk, "id", p)
+        _check(lid not in link_ids, f"{p}.id", f"duplicate link id {lid!r}")
+        bw = lk.get("bandwidth_mbps")
+        if bw is not None:
+            bw = _num(lk, "bandwidth_mbps", p)
+        link = LinkPlan(lid, _str(lk, "a", p), _str(lk, "b", p),
+                        _int(lk, "a_dpid", p, 1, 2**64 - 1),
+                        _int(lk, "a_port", p, 1, MAX_OF_PORT),
+                        _int(lk, "b_dpid", p, 1, 2**64 - 1),
+                        _int(lk, "b_port", p, 1, MAX_OF_PORT),
+                        _num(lk, "delay_ms_ab", p), _num(lk, "delay_ms_ba", p), bw,
+                        **_optional(lk, p, {"a_switch": str, "b_switch": str, "a_intf": str,
+                                            "b_intf": str, "relay_a": str, "relay_b": str,
+                                            "jitter_ms": float, "loss_pct": float,
+                                            "distance_km": float}))
+        _check(link.a_dpid != link.b_dpid, f"{p}.b_dpid", "a link must join two different switches")
+        claim(link.a_dpid, link.a_port, f"link {lid}", f"{p}.a_dpid/a_port")
+        claim(link.b_dpid, link.b_port, f"link {lid}", f"{p}.b_dpid/b_port")
+        link_ids.add(lid)
+        links.append(link)
+
+    return Plan(run_id, topology, tuple(switches), tuple(hosts), tuple(links))
+
+
+def load_plan(path: str) -> Plan:
+    """Read and validate a plan file; raises :class:`PlanError` with a clear message."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise PlanError(f"{path}: cannot read plan file: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{path}: not valid JSON: {e}") from None
+    try:
+        return parse_plan(doc)
+    except PlanError as e:
+        raise PlanError(f"{path}: {e}") from None
