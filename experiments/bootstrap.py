@@ -31,7 +31,14 @@ def ensure() -> None:
     in_venv = os.path.realpath(sys.prefix) == os.path.realpath(os.path.join(ROOT, ".venv"))
     if os.path.exists(VENV_PYTHON) and not in_venv and not os.environ.get(_GUARD):
         env = dict(os.environ, **{_GUARD: "1"})
-        os.execve(VENV_PYTHON, [VENV_PYTHON, *sys.argv], env)
+        main = os.path.abspath(sys.argv[0])
+        if os.path.basename(main) == "__main__.py" and main.startswith(ROOT + os.sep):
+            # started as `python -m package`: run it the same way
+            package = os.path.relpath(os.path.dirname(main), ROOT).replace(os.sep, ".")
+            argv = [VENV_PYTHON, "-m", package, *sys.argv[1:]]
+        else:
+            argv = [VENV_PYTHON, *sys.argv]
+        os.execve(VENV_PYTHON, argv, env)
     sys.stderr.write(
         f"error: cannot import {', '.join(missing)} with {sys.executable}.\n"
         f"Run ./setup.sh in {ROOT} first (it installs Mininet, Open vSwitch and the Python\n"

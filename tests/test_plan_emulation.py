@@ -186,3 +186,19 @@ def test_plan_json_round_trips_through_the_one_reader():
     for net in (load_topology("edwc"), load_topology(FIX / "tiny.yaml")):
         plan = make_plan(net, "rt01")
         assert parse_plan(json.loads(plan.to_json())) == plan
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="no system python3")
+def test_commands_work_with_the_system_python():
+    """`sudo python -m topology ...` and `sudo python experiments/...` find the venv."""
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["/usr/bin/python3", "-m", "topology", "validate",
+                        str(FIX / "tiny.yaml")], capture_output=True, text=True, cwd=root,
+                       env={k: v for k, v in os.environ.items()
+                            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "EDWC_TESTBED_REEXEC")})
+    assert r.returncode == 0 and "OK, 3 sites, 3 links" in r.stdout, r.stderr
+    r = subprocess.run(["/usr/bin/python3", "experiments/run_backbone.py", "--help"],
+                       capture_output=True, text=True, cwd=root,
+                       env={k: v for k, v in os.environ.items()
+                            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "EDWC_TESTBED_REEXEC")})
+    assert r.returncode == 0 and "--cli" in r.stdout, r.stderr

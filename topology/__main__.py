@@ -12,9 +12,13 @@ import argparse
 import json
 import sys
 
-from topology.loader import MISSING_COORDS_CHOICES, load_topology
-from topology.model import Network, TopologyError
-from topology.paths import hub_summary
+from experiments import bootstrap
+
+bootstrap.ensure()  # `sudo python -m topology ...` with a python that lacks the dependencies
+
+from topology.loader import MISSING_COORDS_CHOICES, load_topology  # noqa: E402
+from topology.model import Network, TopologyError  # noqa: E402
+from topology.paths import hub_summary  # noqa: E402
 
 
 def _is_number(x) -> bool:
