@@ -320,6 +320,7 @@ class Emulation:
         if userspace:
             self._start_delay_lines()
         net.start()
+        self._shape_switch_ports()
         if self.start_controller:
             # Our controller is a process we own, not a Mininet node: point the bridges at
             # it directly (one transaction), so Mininet never starts or stops anything for it.
@@ -416,8 +417,28 @@ class Emulation:
                         jitter_ms=ln.jitter_ms, loss_pct=ln.loss_pct,
                         netem=choice.link == "netem"):
                     (relay_tc if on_relay else root_tc).append(" ".join(cmd[1:]))
-        _batch(["tc"], root_tc, "link shaping (tc)")
         _batch(["tc", "-n", ns], relay_tc, "link shaping on the delay-line ends (tc)")
+        self._root_tc = root_tc  # applied by _shape_switch_ports once OVS owns the ports
+
+    def _shape_switch_ports(self) -> None:
+        """tc on the switch ports, after OVS has attached them. OVS resets the root qdisc of a
+        port it attaches (and again whenever it reconfigures a port without QoS), which
+        silently removed netem and HTB here; QoS type linux-noop tells it to leave the
+        qdiscs alone, then ours go on."""
+        if not self._root_tc:
+            return
+        ports = [h.intf for h in self.plan.hosts]
+        for ln in self.plan.links:
+            ports += [ln.a_intf, ln.b_intf]
+        # QoS rows are roots in OVSDB (not garbage-collected with the ports): tag it with the
+        # run id and record it, so stop and cleanup destroy exactly this one.
+        self._record.ovs_qos(self.run_id)
+        cmd = ["ovs-vsctl", "--timeout=30", "--", "--id=@noop", "create", "qos",
+               "type=linux-noop", f"external_ids:edwc-run={self.run_id}"]
+        for port in ports:
+            cmd += ["--", "set", "port", port, "qos=@noop"]
+        emulation.run(cmd, what="telling OVS to leave the ports' qdiscs alone")
+        _batch(["tc"], self._root_tc, "link shaping (tc)")
 
     def _calibrate(self) -> None:
         from topology.calibrate import calibrate

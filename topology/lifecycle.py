@@ -111,6 +111,10 @@ class RunRecord:
     def netns(self, name: str) -> None:
         self._append({"t": "netns", "name": name})
 
+    def ovs_qos(self, tag: str) -> None:
+        """OVSDB QoS rows tagged external_ids:edwc-run=<tag>."""
+        self._append({"t": "ovs_qos", "tag": tag})
+
     def directory(self, path: str | os.PathLike) -> None:
         self._append({"t": "dir", "path": str(path)})
 
@@ -144,8 +148,8 @@ def read_record(path: Path) -> list[dict]:
 
 
 def release_entries(entries: list[dict]) -> dict:
-    removed: dict[str, list] = {"processes": [], "bridges": [], "interfaces": [],
-                                "namespaces": [], "dirs": []}
+    removed: dict[str, list] = {"processes": [], "bridges": [], "ovsdb_rows": [],
+                                "interfaces": [], "namespaces": [], "dirs": []}
     for e in reversed([e for e in entries if e.get("t") == "proc"]):
         if stop_process(int(e["pid"]), e.get("start")):
             removed["processes"].append(f"{e.get('what', '?')}:{e['pid']}")
@@ -157,6 +161,13 @@ def release_entries(entries: list[dict]) -> dict:
             cmd += ["--", "--if-exists", "del-br", b]
         _quiet(cmd)
         removed["bridges"] += existing
+    for e in entries:
+        if e.get("t") == "ovs_qos":  # after the bridges: ports no longer refer to it
+            found = _quiet(["ovs-vsctl", "--timeout=10", "--bare", "--columns=_uuid", "find",
+                            "qos", f"external_ids:edwc-run={e['tag']}"]).stdout.split()
+            for uuid in found:
+                _quiet(["ovs-vsctl", "--timeout=10", "--if-exists", "destroy", "qos", uuid])
+            removed["ovsdb_rows"] += [f"qos:{u}" for u in found]
     for e in entries:
         if e.get("t") == "intf" and intf_exists(e["name"]):
             _quiet(["ip", "link", "del", e["name"]])

@@ -34,7 +34,11 @@ def leftovers(run_id: str) -> dict:
     intfs = [n for n in os.listdir("/sys/class/net") if n.startswith(tag)]
     brs = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    qos = subprocess.run(["ovs-vsctl", "--bare", "--columns=_uuid", "find", "qos",
+                          f"external_ids:edwc-run={run_id}"], capture_output=True,
+                         text=True).stdout.split()
     return {"interfaces": intfs, "bridges": [b for b in brs if b.startswith(tag)],
+            "ovs_qos_rows": qos,
             "netns": [ln.split()[0] for ln in netns.splitlines() if ln.startswith(tag)],
             "record": os.path.exists(f"/run/edwc-testbed/{run_id}.jsonl")}
 

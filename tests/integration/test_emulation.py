@@ -114,7 +114,9 @@ CRASH_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from topology.emulator import Emulation
     from topology.loader import load_topology
-    emu = Emulation(load_topology({tiny!r}), log=lambda *_: None).start()
+    # system ports: the run also owns an OVSDB QoS row, which cleanup must remove too
+    emu = Emulation(load_topology({tiny!r}), ovs_port_type="system",
+                    log=lambda *_: None).start()
     print(emu.run_id, flush=True)
     time.sleep(600)
 """)
@@ -138,6 +140,7 @@ def test_cleanup_after_sigkill_removes_exactly_the_run(tmp_path):
         crashed.wait(timeout=10)
         left = leftovers(rid)
         assert left["interfaces"] and left["bridges"] and left["record"]
+        assert left["ovs_qos_rows"]
         out = subprocess.run([sys.executable, "-m", "topology", "cleanup"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -208,3 +211,21 @@ def test_failure_in_the_middle_of_the_build_rolls_back(monkeypatch):
     assert_clean(emu.run_id)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"edwc-testbed/{emu.run_id}/" not in ps  # the controller process is gone too
+
+
+def test_switch_port_qdiscs_survive_ovs():
+    """OVS resets the root qdisc of ports it attaches; shaping must still be there after the
+    build (this is where the kernel path puts netem), and the QoS row that protects it goes
+    with the run."""
+    net = load_topology(TINY)
+    with Emulation(net, ovs_port_type="system", log=lambda *_: None) as emu:
+        rid = emu.run_id
+        for ln in emu.plan.links:
+            for intf in (ln.a_intf, ln.b_intf):
+                out = subprocess.run(["tc", "qdisc", "show", "dev", intf], capture_output=True,
+                                     text=True).stdout
+                assert "htb 5:" in out, (intf, out)
+        assert leftovers(rid)["ovs_qos_rows"]
+        r = ping_from(emu.net["east"], emu.plan.host("west").ip, count=10, interval_s=0.02)
+        assert r.loss == 0
+    assert_clean(rid)
