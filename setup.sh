@@ -39,6 +39,17 @@ else
     say "apt packages present"
 fi
 
+# The kernel path needs sch_netem; Ubuntu ships it in linux-modules-extra, which cloud and
+# minimal images may lack. Best effort: without it the testbed uses the userspace delay line.
+if ! modinfo sch_netem >/dev/null 2>&1 && grep -q '^ID=ubuntu' /etc/os-release 2>/dev/null; then
+    extra="linux-modules-extra-$(uname -r)"
+    if apt-cache policy "$extra" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        say "installing $extra (sch_netem for kernel link emulation)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$extra" >/dev/null \
+            || say "could not install $extra; the userspace delay line will be used"
+    fi
+fi
+
 # --- 2. Python environment ----------------------------------------------------
 has_mininet='import importlib.util, sys; sys.exit(importlib.util.find_spec("mininet") is None)'
 if ! "$SYS_PY" -c "$has_mininet"; then
