@@ -17,7 +17,7 @@ import common
 from probes.ping import ping_many
 from topology.emulator import Emulation
 from topology.loader import load_topology
-from topology.paths import shortest_path
+from topology.paths import measurement_pairs, round_trip_ms
 
 
 def main() -> None:
@@ -40,17 +40,13 @@ def main() -> None:
                    substrate_us=args.substrate_us,
                    delay_line_rt_priority=args.delay_line_priority) as emu:
         run = emu.describe()
-        hosts = emu.plan.hosts
-        metros = [h for h in hosts if net.site(h.site).kind == "metro"]
-        clusters = [h for h in hosts if net.site(h.site).kind == "cluster"]
-        pairs = [(m, c) for m in metros for c in clusters]
+        pairs, _ = measurement_pairs(net, emu.plan)
         for i in range(0, len(pairs), args.parallel):
             batch = pairs[i:i + args.parallel]
             res = ping_many([(emu.net[m.name], c.ip) for m, c in batch], args.pings,
                             args.interval, warmup=1)
             for (m, c), r in zip(batch, res):
-                conf = (shortest_path(net, m.site, c.site, g).delay_ms
-                        + shortest_path(net, c.site, m.site, g).delay_ms) / 2
+                conf = round_trip_ms(net, m.site, c.site, g) / 2
                 errs = [rtt / 2 - conf for rtt in r.rtts_ms]
                 per_sample += errs
                 if errs:

@@ -31,7 +31,7 @@ from topology.emulation import DATAPATHS, LINK_MODES, PORT_TYPES, EmulationError
 from topology.emulator import BuildError, Emulation  # noqa: E402
 from topology.loader import MISSING_COORDS_CHOICES, load_topology  # noqa: E402
 from topology.model import TopologyError  # noqa: E402
-from topology.paths import shortest_path  # noqa: E402
+from topology.paths import measurement_pairs, round_trip_ms, shortest_path  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -85,17 +85,6 @@ def parse_args(argv=None):
     return args
 
 
-def measurement_pairs(net, plan) -> list:
-    """Every metro host to every cluster host; where a topology lacks one of the two kinds
-    (a Topology Zoo import has only metros), every unordered pair of hosts."""
-    metros = [h for h in plan.hosts if net.site(h.site).kind == "metro"]
-    clusters = [h for h in plan.hosts if net.site(h.site).kind == "cluster"]
-    if metros and clusters:
-        return [(m, c) for m in metros for c in clusters], "metro-cluster"
-    hosts = list(plan.hosts)
-    return [(a, b) for i, a in enumerate(hosts) for b in hosts[i + 1:]], "host"
-
-
 def measure(emu: Emulation, args) -> list[dict]:
     net, plan = emu.network, emu.plan
     pairs, emu.pair_kind = measurement_pairs(net, plan)
@@ -109,8 +98,7 @@ def measure(emu: Emulation, args) -> list[dict]:
         status = emu.controller_status().get("paths", {})
         for (m, c), r in zip(batch, results):
             fwd = shortest_path(net, m.site, c.site, graph)
-            back = shortest_path(net, c.site, m.site, graph)
-            model_rtt = fwd.delay_ms + back.delay_ms
+            model_rtt = round_trip_ms(net, m.site, c.site, graph)
             rows.append({
                 "src": m.site, "dst": c.site, "model_path": list(fwd.path),
                 "controller_path": status.get(f"{m.name}>{c.name}"),

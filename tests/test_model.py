@@ -186,3 +186,10 @@ def test_edwc_hub_summary_is_plausible():
     s = hub_summary(load_topology("edwc"))
     assert len(s["pairs"]) == 28  # 8 hubs
     assert 5 < s["mean_ms"] < 15 and s["max_ms"] < 20
+
+
+def test_round_trip_uses_each_direction():
+    from topology.paths import round_trip_ms
+    n = load_topology(FIX / "tiny.yaml")
+    assert round_trip_ms(n, "east", "west") == pytest.approx(
+        shortest_path(n, "east", "west").delay_ms + shortest_path(n, "west", "east").delay_ms)

@@ -85,7 +85,7 @@ def choose_pairs(plan, graph: nx.DiGraph, max_pairs: int = 8) -> list[tuple[str,
 def calibrate(emu, pings: int = 20, interval_s: float = 0.01) -> Calibration:
     """Measure on a running Emulation whose delay lines have compensation 0."""
     from probes.ping import ping_many
-    from topology.paths import shortest_path
+    from topology.paths import round_trip_ms
 
     net, plan = emu.network, emu.plan
     g = net.graph()
@@ -99,7 +99,7 @@ def calibrate(emu, pings: int = 20, interval_s: float = 0.01) -> Calibration:
         if not r.rtts_ms:
             continue
         sa, sb = plan.host(a).site, plan.host(b).site
-        conf = (shortest_path(net, sa, sb, g).delay_ms + shortest_path(net, sb, sa, g).delay_ms)
+        conf = round_trip_ms(net, sa, sb, g)
         points.append((k, (r.median - conf) / 2 * 1000.0))
     if not points:
         return Calibration(0.0, 0.0, 0.0, 0.0, (), note="no replies: not calibrated")

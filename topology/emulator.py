@@ -23,7 +23,7 @@ from pathlib import Path
 
 from topology import emulation
 from topology.emulation import EmulationChoice, EmulationError
-from topology.lifecycle import RECORD_DIR, RunRecord, intf_exists
+from topology.lifecycle import RECORD_DIR, RunRecord, del_bridges_command, intf_exists
 from topology.model import Network
 from topology.plan import Plan, make_plan, new_run_id
 
@@ -356,10 +356,8 @@ class Emulation:
                            capture_output=True, text=True, timeout=60)
         bridges = [sw.name for sw in net.switches]
         if bridges:
-            cmd = ["ovs-vsctl", "--timeout=20"]
-            for b in bridges:
-                cmd += ["--", "--if-exists", "del-br", b]
-            subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            subprocess.run(del_bridges_command(bridges), capture_output=True, text=True,
+                           timeout=60)
         for node in net.switches:
             node.terminate()
         # namespace teardown is asynchronous in the kernel: wait for the interfaces to go
@@ -383,15 +381,13 @@ class Emulation:
         if choice.datapath == "user" or userspace:
             # The userspace datapath and the delay line need real checksums and frames no
             # larger than the MTU: no TX checksum/segmentation offload, no GRO.
-            script = "set -e\n" + "".join(
-                " ".join(emulation.offload_off_command(i)) + " >/dev/null\n"
-                for i in root_intfs)
-            emulation.run(["sh", "-c", script], what="turning offloads off")
-            if relay_intfs:
-                script = "set -e\n" + "".join(
+            def offloads_off(intfs: list[str]) -> list[str]:
+                return ["sh", "-c", "set -e\n" + "".join(
                     " ".join(emulation.offload_off_command(i)) + " >/dev/null\n"
-                    for i in relay_intfs)
-                emulation.run(["ip", "netns", "exec", ns, "sh", "-c", script],
+                    for i in intfs)]
+            emulation.run(offloads_off(root_intfs), what="turning offloads off")
+            if relay_intfs:
+                emulation.run(["ip", "netns", "exec", ns, *offloads_off(relay_intfs)],
                               what="turning offloads off on the delay-line ends")
         for h in plan.hosts:
             node = net[h.name]

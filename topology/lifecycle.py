@@ -69,6 +69,14 @@ def _quiet(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 
+def del_bridges_command(bridges: list[str], timeout: int = 20) -> list[str]:
+    """One ovs-vsctl transaction deleting every bridge named (missing ones are skipped)."""
+    cmd = ["ovs-vsctl", f"--timeout={timeout}"]
+    for b in bridges:
+        cmd += ["--", "--if-exists", "del-br", b]
+    return cmd
+
+
 def intf_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 
@@ -156,10 +164,7 @@ def release_entries(entries: list[dict]) -> dict:
     bridges = [e["name"] for e in entries if e.get("t") == "bridge"]
     existing = [b for b in bridges if bridge_exists(b)]
     if existing:
-        cmd = ["ovs-vsctl", "--timeout=10"]
-        for b in existing:
-            cmd += ["--", "--if-exists", "del-br", b]
-        _quiet(cmd)
+        _quiet(del_bridges_command(existing))
         removed["bridges"] += existing
     for e in entries:
         if e.get("t") == "ovs_qos":  # after the bridges: ports no longer refer to it

@@ -34,6 +34,24 @@ def shortest_path(net: Network, src: str, dst: str, graph: nx.DiGraph | None = N
     return PathDelay(src, dst, tuple(path), delay)
 
 
+def round_trip_ms(net: Network, a: str, b: str, graph: nx.DiGraph | None = None) -> float:
+    """The model's RTT between two sites: shortest path there plus shortest path back
+    (the two may differ on asymmetric links)."""
+    g = graph if graph is not None else net.graph()
+    return shortest_path(net, a, b, g).delay_ms + shortest_path(net, b, a, g).delay_ms
+
+
+def measurement_pairs(net: Network, plan) -> tuple[list, str]:
+    """Host pairs to measure: every metro host to every cluster host; where a topology lacks
+    one of the two kinds (a Topology Zoo import has only metros), every unordered pair."""
+    metros = [h for h in plan.hosts if net.site(h.site).kind == "metro"]
+    clusters = [h for h in plan.hosts if net.site(h.site).kind == "cluster"]
+    if metros and clusters:
+        return [(m, c) for m in metros for c in clusters], "metro-cluster"
+    hosts = list(plan.hosts)
+    return [(a, b) for i, a in enumerate(hosts) for b in hosts[i + 1:]], "host"
+
+
 def pair_delays(net: Network, sources: list[str], targets: list[str]) -> list[PathDelay]:
     g = net.graph()
     out = []

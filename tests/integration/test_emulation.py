@@ -19,7 +19,7 @@ from probes.ping import ping_from
 from tests.integration.conftest import assert_clean, leftovers
 from topology.emulator import BuildError, Emulation
 from topology.loader import load_topology
-from topology.paths import shortest_path
+from topology.paths import round_trip_ms
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
@@ -27,8 +27,7 @@ SMALL_TOL_MS = 1.0
 EDWC_TOL_MS = 1.5
 
 
-def model_rtt(net, a, b):
-    return shortest_path(net, a, b).delay_ms + shortest_path(net, b, a).delay_ms
+model_rtt = round_trip_ms
 
 
 def wait_path(emu, key, want, timeout=10.0):
