@@ -51,8 +51,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--probe-interval", type=positive_float, default=1.0,
                    help="seconds between discovery probes; links expire after 3 intervals")
+    p.add_argument("--policy", default="nearest",
+                   help="path selector: nearest, least-loaded, greenest, weighted, random, "
+                        "round-robin, or module:Class / path/file.py:Class (default nearest)")
+    p.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the policy (VALUE parsed as JSON, else string)")
+    p.add_argument("--api", type=parse_listen, metavar="HOST:PORT",
+                   help="serve the state API on this loopback address (e.g. 127.0.0.1:8080)")
+    p.add_argument("--adv-key-file", help="shared HMAC key for gateway advertisements")
+    p.add_argument("--require-auth", action="store_true",
+                   help="reject advertisements without a valid HMAC (needs --adv-key-file)")
+    p.add_argument("--allow-unregistered-gateways", action="store_true",
+                   help="accept gateways the plan does not list (bound to their first port)")
+    p.add_argument("--flow-idle-timeout", type=int, default=10, metavar="S",
+                   help="seconds a steered flow may idle before its placement ends (default 10)")
+    p.add_argument("--delay-source", choices=["model", "measured"], default="model",
+                   help="link delays for routing and placement: the plan's (model) or the "
+                        "controller's measurement (falls back to the model per link)")
+    p.add_argument("--newflow-rate", type=int, default=5000, metavar="PPS",
+                   help="packet-ins per second per switch for new flows (meter; default 5000)")
     p.add_argument("--check", action="store_true", help="validate the plan and exit")
     return p
+
+
+def parse_params(items: list[str]) -> dict:
+    import json
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--policy-param {item!r}: expected KEY=VALUE with a Python "
+                             "identifier as KEY")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def setup_logging(log_file: str | None, level: str) -> None:
@@ -93,6 +127,32 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"controller: {problem}", file=sys.stderr)
         return EXIT_BAD_PLAN
+    from .policy import PolicyError, load_policy
+    try:
+        params = parse_params(args.policy_param)
+        load_policy(args.policy, **params)  # fail before listening, with the reason
+    except (ValueError, PolicyError) as e:
+        print(f"controller: {e}", file=sys.stderr)
+        return EXIT_BAD_PLAN
+    adv_key = None
+    if args.adv_key_file:
+        try:
+            with open(args.adv_key_file, "rb") as f:
+                adv_key = f.read().rstrip(b"\r\n")
+        except OSError as e:
+            print(f"controller: --adv-key-file {args.adv_key_file}: {e.strerror}",
+                  file=sys.stderr)
+            return EXIT_BAD_PLAN
+        if not adv_key:
+            print(f"controller: --adv-key-file {args.adv_key_file} is empty", file=sys.stderr)
+            return EXIT_BAD_PLAN
+    if args.require_auth and adv_key is None:
+        print("controller: --require-auth needs --adv-key-file", file=sys.stderr)
+        return EXIT_BAD_PLAN
+    if args.api and args.api[0] not in ("127.0.0.1", "localhost", "::1"):
+        print(f"controller: --api {args.api[0]}: the state API listens on loopback only",
+              file=sys.stderr)
+        return EXIT_BAD_PLAN
     if args.check:
         print(f"plan OK: {len(plan.switches)} switches, {len(plan.hosts)} hosts, "
               f"{len(plan.links)} links (run {plan.run_id})")
@@ -114,6 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     edwc_app.RUNTIME.plan = plan
     edwc_app.RUNTIME.status_path = args.status
     edwc_app.RUNTIME.probe_interval = args.probe_interval
+    edwc_app.RUNTIME.policy = args.policy
+    edwc_app.RUNTIME.policy_params = params
+    edwc_app.RUNTIME.api = args.api
+    edwc_app.RUNTIME.adv_key = adv_key
+    edwc_app.RUNTIME.require_auth = args.require_auth
+    edwc_app.RUNTIME.allow_unregistered = args.allow_unregistered_gateways
+    edwc_app.RUNTIME.idle_timeout = args.flow_idle_timeout
+    edwc_app.RUNTIME.delay_source = args.delay_source
+    from . import ofmsg
+    edwc_app.RUNTIME.meter_rates = {**ofmsg.DEFAULT_METER_RATES,
+                                    ofmsg.METER_NEWFLOW: args.newflow_rate}
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -26,6 +26,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 from .core import ControllerCore, PortInfo
 from .plan import Plan
+from .policy import PolicyError, dampen, load_policy
 from .status import StatusWriter
 
 LOG = logging.getLogger("edwc.controller")
@@ -37,6 +38,15 @@ class Runtime:
     plan: Plan | None = None
     status_path: str | None = None
     probe_interval: float = 1.0
+    policy: str = "nearest"
+    policy_params: dict = field(default_factory=dict)
+    api: tuple[str, int] | None = None  # state API listen address; None = no API
+    adv_key: bytes | None = None
+    require_auth: bool = False
+    allow_unregistered: bool = False
+    idle_timeout: int = 10
+    delay_source: str = "model"
+    meter_rates: dict | None = None
 
 
 RUNTIME = Runtime()
@@ -56,6 +66,16 @@ def describe_error(msg) -> str:
     return f"type={tname}({msg.type}) code={msg.code} xid={msg.xid} {offending}"
 
 
+def set_fields(instructions) -> list[tuple[str, object]]:
+    """(field, value) of every set-field action in a flow's instructions."""
+    out = []
+    for inst in instructions or []:
+        for a in getattr(inst, "actions", None) or []:
+            if hasattr(a, "key") and hasattr(a, "value"):
+                out.append((a.key, a.value))
+    return out
+
+
 class EdwcController(app_manager.OSKenApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
 
@@ -63,7 +83,15 @@ class EdwcController(app_manager.OSKenApp):
         super().__init__(*args, **kwargs)
         if RUNTIME.plan is None:
             raise RuntimeError("controller.app.RUNTIME.plan is not set; run `python -m controller`")
-        self.core = ControllerCore(RUNTIME.plan, RUNTIME.probe_interval, now=time.monotonic())
+        rt = RUNTIME
+        self.core = ControllerCore(
+            rt.plan, rt.probe_interval, now=time.monotonic(),
+            policy=dampen(load_policy(rt.policy, **rt.policy_params)), adv_key=rt.adv_key,
+            require_auth=rt.require_auth, allow_unregistered=rt.allow_unregistered,
+            idle_timeout=rt.idle_timeout, meter_rates=rt.meter_rates,
+            delay_source=rt.delay_source)
+        self.api = None
+        self.api_address: tuple[str, int] | None = None
         self.status = StatusWriter(RUNTIME.status_path) if RUNTIME.status_path else None
         self.lock = threading.RLock()
         self._stopping = threading.Event()
@@ -105,13 +133,34 @@ class EdwcController(app_manager.OSKenApp):
     def start(self):
         thread = super().start()
         self.threads.append(hub.spawn(self._ticker))
+        if RUNTIME.api is not None:
+            from .api import ApiServer
+            self.api = ApiServer(self, host=RUNTIME.api[0], port=RUNTIME.api[1])
+            self.api_address = self.api.start()
+            LOG.info("state API on http://%s:%d/api/v1", *self.api_address)
         with self.lock:
             self._write_status(time.monotonic(), force=True)
         return thread
 
     def stop(self):
         self._stopping.set()
+        if self.api is not None:
+            self.api.stop()
         super().stop()
+
+    # ---- the state API's provider (called from the API thread) -------------------------
+    def api_get(self, resource: str, query: dict) -> object:
+        with self.lock:
+            return self.core.api_view(resource, query, time.monotonic())
+
+    def api_set_policy(self, spec: str, params: dict) -> dict:
+        with self.lock:
+            try:
+                name = self.core.set_policy(spec, params)
+            except PolicyError as e:
+                raise ValueError(str(e)) from None
+            self._write_status(time.monotonic(), force=True)
+        return {"policy": name}
 
     def write_final_status(self) -> None:
         with self.lock:
@@ -158,6 +207,24 @@ class EdwcController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_barrier(self, ev):
         self._run("barrier", self.core.barrier_reply, ev.msg.datapath.id, ev.msg.xid)
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def on_flow_stats(self, ev):
+        msg = ev.msg
+        entries = [(f.priority, f.cookie, dict(f.match.items()), set_fields(f.instructions))
+                   for f in msg.body]
+        more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
+        self._run("flow_stats", self.core.flow_stats, msg.datapath.id, entries, more)
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def on_flow_removed(self, ev):
+        msg = ev.msg
+        self._run("flow_removed", self.core.flow_removed, msg.datapath.id, msg.cookie,
+                  dict(msg.match.items()))
+
+    @set_ev_cls(ofp_event.EventOFPEchoReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def on_echo_reply(self, ev):
+        self._run("echo_reply", self.core.echo_reply, ev.msg.datapath.id, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev):

@@ -17,17 +17,42 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.protocol import ADV_ADDR, ADV_PORT, AdvertError, decode_advert
+
 from . import ofmsg
 from .arp import handle_arp
+from .gateways import GatewayRegistry
+from .netmetric import LinkDelayEstimator
+from .packet import IPv4Packet, PacketError, icmp_unreachable_for, parse_ipv4_frame, tcp_reset_for
 from .plan import Plan
+from .policy import BUILTINS, Policy, dampen, load_policy
 from .probe import ETH_TYPE_LLDP, ProbeError, decode_probe, encode_probe
 from .routing import DirectedLink, Routes, compute_routes, diff_flows
+from .steering import (
+    COOKIE_STEER,
+    IP_ICMP,
+    IP_TCP,
+    IP_UDP,
+    PRIO_STEER,
+    SERVICE_MAC,
+    FlowKey,
+    Placement,
+    Steering,
+    ingress_actions,
+    placement_deletes,
+    placement_flows,
+    service_punt_flows,
+)
 
 LOG = logging.getLogger("edwc.controller")
 
 COUNTERS = ("packet_in", "arp_replies", "arp_dropped", "probes_malformed", "probes_foreign",
             "probes_rejected",
-            "probes_sent", "links_expired", "of_errors")
+            "probes_sent", "links_expired", "of_errors",
+            "ip_malformed", "ip_unexpected", "adverts", "adverts_malformed", "adverts_rejected",
+            "new_flows", "flows_placed", "flows_refused", "flows_spoofed", "flows_ended",
+            "flows_repathed", "flows_adopted", "refusals_sent", "foreign_flows_deleted",
+            "echo_requests")
 MAX_WARNED = 100  # distinct unknown links warned about (hostile probes must not grow memory)
 LINK_EXPIRY_INTERVALS = 3  # a link not refreshed for this many probe intervals is gone
 FAST_PROBE_DIVISOR = 4  # probe this much faster until every plan link is discovered
@@ -41,10 +66,33 @@ class PortInfo:
 
 
 class ControllerCore:
-    def __init__(self, plan: Plan, probe_interval: float = 1.0, now: float = 0.0) -> None:
+    def __init__(self, plan: Plan, probe_interval: float = 1.0, now: float = 0.0, *,
+                 policy: Policy | str = "nearest", adv_key: bytes | None = None,
+                 require_auth: bool = False, allow_unregistered: bool = False,
+                 idle_timeout: int = 10, meter_rates: dict[int, int] | None = None,
+                 delay_source: str = "model", wall=time.time) -> None:
         if probe_interval <= 0:
             raise ValueError("probe_interval must be > 0")
+        if delay_source not in ("model", "measured"):
+            raise ValueError("delay_source must be 'model' or 'measured'")
         self.plan = plan
+        self.wall = wall
+        self.adv_key = adv_key
+        self.require_auth = require_auth
+        self.meter_rates = dict(ofmsg.DEFAULT_METER_RATES if meter_rates is None
+                                else meter_rates)
+        self.delay_source = delay_source
+        self.registry = GatewayRegistry(
+            {g.id: (g.dpid, g.port, g.ip) for g in plan.gateways},
+            allow_unregistered=allow_unregistered)
+        self.steering = Steering(plan, self.registry,
+                                 dampen(load_policy(policy)) if isinstance(policy, str)
+                                 else policy, idle_timeout=idle_timeout, wall=wall)
+        self.netmetric = LinkDelayEstimator()
+        self._service_ips = {s.address for s in plan.services}
+        self._host_at = {(h.dpid, h.port): h for h in plan.hosts}
+        self._flow_parts: dict[int, list] = {}  # dpid -> flow stats received so far
+        self._now_hint = now  # the latest `now` seen by tick (for status())
         self.probe_interval = probe_interval
         self.started_at = time.time()
         self.dps: dict[int, Any] = {}
@@ -63,6 +111,9 @@ class ControllerCore:
         self._expected_links = plan.expected_directed_links()
         self._plan_dpids = {s.dpid for s in plan.switches}
         self._ip_to_mac = {h.ip: h.mac for h in plan.hosts}
+        # Proxy ARP also answers for every CS-ID and the advertisement collector.
+        self._ip_to_mac.update({s.address: SERVICE_MAC for s in plan.services})
+        self._ip_to_mac[ADV_ADDR] = SERVICE_MAC
         # Host ports are edges, never links: not probed, and probes arriving there (a host
         # replaying or forging one) are rejected.
         self._host_ports = {(h.dpid, h.port) for h in plan.hosts}
@@ -81,8 +132,13 @@ class ControllerCore:
         self.installed[dpid] = {}
         self.pending_barriers[dpid] = set()
         LOG.info("switch dpid=%d connected (%s)", dpid, "first time" if first else "reconnect")
-        msgs = [ofmsg.delete_all_table0(dp) if first else ofmsg.delete_ours(dp),
-                self._barrier(dp), *ofmsg.base_flows(dp), ofmsg.port_desc_request(dp)]
+        # No blanket delete: flows already there (placements of established flows, after a
+        # controller restart) keep working. The flow-stats reply shows what is installed:
+        # ours is adopted, anything else is deleted (see flow_stats).
+        self._flow_parts[dpid] = []
+        msgs = [*ofmsg.meter_mods(dp, self.meter_rates), *ofmsg.base_flows(dp),
+                *self._control_flows(dp), ofmsg.flow_stats_request(dp),
+                ofmsg.port_desc_request(dp)]
         msgs += self._reroute(now, "switch up")
         msgs.append(self._barrier(dp))
         self._changed()
@@ -98,6 +154,7 @@ class ControllerCore:
 
     def _forget_switch(self, dpid: int) -> None:
         self.dps.pop(dpid, None)
+        self.netmetric.forget_switch(dpid)
         self._ports_known.discard(dpid)
         self.live_ports.pop(dpid, None)
         self.installed.pop(dpid, None)
@@ -169,7 +226,248 @@ class ControllerCore:
                 return []
             self.counters["arp_replies"] += 1
             return [ofmsg.packet_out(dp, in_port, decision.reply)]
+        if eth_type in (ofmsg.ETH_TYPE_IP, 0x8100):
+            return self._ipv4_in(dp, in_port, data, now)
         return []
+
+    # ---- IPv4 punts: advertisements and first packets to service addresses ------------
+    def _ipv4_in(self, dp: Any, in_port: int, data: bytes, now: float) -> list:
+        try:
+            pkt = parse_ipv4_frame(data)
+        except PacketError as e:
+            self.counters["ip_malformed"] += 1
+            LOG.debug("malformed IPv4 on %d:%d: %s", dp.id, in_port, e)
+            return []
+        if pkt.ip_dst == ADV_ADDR:
+            if pkt.proto == IP_UDP and pkt.dport == ADV_PORT and not pkt.fragment:
+                self._advert_in(dp.id, in_port, pkt, now)
+            else:
+                self.counters["ip_unexpected"] += 1
+            return []
+        if pkt.ip_dst in self._service_ips and not pkt.fragment:
+            return self._new_flow(dp, in_port, pkt, data, now)
+        self.counters["ip_unexpected"] += 1
+        return []
+
+    def _advert_in(self, dpid: int, in_port: int, pkt: IPv4Packet, now: float) -> None:
+        self.counters["adverts"] += 1
+        if pkt.payload_truncated:
+            self.counters["adverts_malformed"] += 1
+            return
+        try:
+            adv = decode_advert(pkt.payload, self.adv_key, self.require_auth)
+        except AdvertError as e:
+            self.counters["adverts_malformed"] += 1
+            self.registry.counters["invalid"] = self.registry.counters.get("invalid", 0) + 1
+            LOG.info("advertisement from %s on %d:%d rejected: %s", pkt.ip_src, dpid, in_port,
+                     str(e)[:200])
+            return
+        verdict = self.registry.accept(adv, dpid, in_port, pkt.ip_src, now, self.wall())
+        if not verdict.ok:
+            self.counters["adverts_rejected"] += 1
+            LOG.info("advertisement gw=%.40r from %s on %d:%d rejected: %s", adv.gw,
+                     pkt.ip_src, dpid, in_port, verdict.reason)
+        self._changed()
+
+    def _new_flow(self, dp: Any, in_port: int, pkt: IPv4Packet, data: bytes, now: float
+                  ) -> list:
+        self.counters["new_flows"] += 1
+        client = self._host_at.get((dp.id, in_port))
+        if client is None or client.ip != pkt.ip_src or client.mac != pkt.eth_src:
+            # Only a plan host on its own port may open a flow (no spoofed 5-tuples).
+            self.counters["flows_spoofed"] += 1
+            return []
+        if pkt.proto in (IP_TCP, IP_UDP):
+            key = FlowKey(pkt.ip_src, pkt.ip_dst, pkt.proto, pkt.sport, pkt.dport)
+        elif pkt.proto == IP_ICMP:
+            key = FlowKey(pkt.ip_src, pkt.ip_dst, IP_ICMP)
+        else:
+            self.counters["ip_unexpected"] += 1
+            return []
+        placed = self.steering.placements.get(key)
+        if placed is not None and self._path_ok(placed):
+            # Instance affinity: a packet that raced its flow's rules keeps its placement.
+            return [self._packet_out_actions(dp, in_port, data, ingress_actions(dp, placed))]
+        if placed is not None:
+            self.steering.ended(key)
+        placement, decision = self.steering.decide(client, key, self.routes, now)
+        if placement is None:
+            self.counters["flows_refused"] += 1
+            self.steering.decisions.append(decision)
+            LOG.info("refused %s -> %s (%s): %s", client.name, decision.service,
+                     key.to_list(), decision.reason)
+            return self._refuse(dp, in_port, pkt)
+        try:
+            msgs = placement_flows(self.dps, placement, self.steering.idle_timeout)
+        except KeyError:  # a switch on the path just went away
+            self.counters["flows_refused"] += 1
+            decision.gateway, decision.reason = None, "a switch on the path disconnected"
+            self.steering.decisions.append(decision)
+            return self._refuse(dp, in_port, pkt)
+        self.registry.reserve(placement.gateway, None, self._service_units(key), now)
+        self.steering.record(placement, decision, now)
+        self.counters["flows_placed"] += 1
+        self._changed()
+        LOG.debug("placed %s on %s: %s", key.to_list(), placement.gateway, decision.reason)
+        return msgs + [self._packet_out_actions(dp, in_port, data,
+                                                ingress_actions(dp, placement))]
+
+    def _service_units(self, key: FlowKey) -> int:
+        return self.steering.services[key.service_ip].units
+
+    def _refuse(self, dp: Any, in_port: int, pkt: IPv4Packet) -> list:
+        try:
+            if pkt.proto == IP_TCP:
+                if pkt.tcp_flags & 0x04:  # never answer a reset
+                    return []
+                frame = tcp_reset_for(pkt, SERVICE_MAC)
+            else:
+                frame = icmp_unreachable_for(pkt, SERVICE_MAC)
+        except PacketError:
+            return []
+        self.counters["refusals_sent"] += 1
+        return [ofmsg.packet_out(dp, in_port, frame)]
+
+    @staticmethod
+    def _packet_out_actions(dp: Any, in_port: int, data: bytes, actions: list) -> Any:
+        o = dp.ofproto
+        return dp.ofproto_parser.OFPPacketOut(datapath=dp, buffer_id=o.OFP_NO_BUFFER,
+                                              in_port=in_port, actions=actions, data=data)
+
+    def _control_flows(self, dp: Any) -> list:
+        """Advertisements and first packets to CS-IDs go to the controller, metered."""
+        ctl = [ofmsg.output(dp, dp.ofproto.OFPP_CONTROLLER)]
+        adv = ofmsg.flow_add(dp, ofmsg.PRIO_PUNT, ofmsg.match(
+            dp, eth_type=ofmsg.ETH_TYPE_IP, ip_proto=IP_UDP, ipv4_dst=ADV_ADDR,
+            udp_dst=ADV_PORT), ctl, meter=ofmsg.METER_CONTROL)
+        punts = service_punt_flows(dp, sorted(self._service_ips))
+        for m in punts:
+            m.instructions = ofmsg.apply_actions(dp, ctl, ofmsg.METER_NEWFLOW)
+        return [adv, *punts]
+
+    # ---- flow table reconciliation and flow expiry ------------------------------------
+    def flow_stats(self, dpid: int, entries: list, more: bool, now: float) -> list:
+        """Flow-stats reply parts (entries: (priority, cookie, match dict, actions)) ->
+        after the last part, adopt our placements and delete foreign flows."""
+        dp = self.dps.get(dpid)
+        parts = self._flow_parts.get(dpid)
+        if dp is None or parts is None:
+            return []
+        parts.extend(entries)
+        if more:
+            return []
+        del self._flow_parts[dpid]
+        msgs: list = []
+        have = self.installed.get(dpid, {})
+        for prio, cookie, fields, actions in parts:
+            if cookie == COOKIE_STEER and prio == PRIO_STEER:
+                self._adopt(dpid, fields, actions, now)
+                continue
+            stale_route = (cookie == ofmsg.COOKIE and prio == ofmsg.PRIO_ROUTE
+                           and fields.get("ipv4_dst") not in have)
+            if cookie in (ofmsg.COOKIE, COOKIE_STEER) and not stale_route:
+                continue
+            m = dp.ofproto_parser.OFPMatch(**fields)
+            msgs.append(dp.ofproto_parser.OFPFlowMod(
+                datapath=dp, cookie=cookie, cookie_mask=0xFFFF_FFFF_FFFF_FFFF,
+                table_id=ofmsg.TABLE, command=dp.ofproto.OFPFC_DELETE_STRICT, priority=prio,
+                buffer_id=dp.ofproto.OFP_NO_BUFFER, out_port=dp.ofproto.OFPP_ANY,
+                out_group=dp.ofproto.OFPG_ANY, match=m))
+            self.counters["foreign_flows_deleted"] += 1
+        if msgs:
+            LOG.info("switch dpid=%d: deleted %d flow(s) not installed by this controller",
+                     dpid, len(msgs))
+            msgs.append(self._barrier(dp))
+        return msgs
+
+    def _adopt(self, dpid: int, fields: dict, actions: list, now: float) -> None:
+        """Rebuild a placement from its client-switch rule (after a controller restart)."""
+        svc_ip = fields.get("ipv4_dst")
+        host = self._host_at.get((dpid, next((h.port for h in self.plan.hosts
+                                               if h.dpid == dpid), 0)))
+        if svc_ip not in self._service_ips or host is None or \
+                fields.get("ipv4_src") != host.ip:
+            return
+        proto = fields.get("ip_proto", 0)
+        sport = fields.get("tcp_src", fields.get("udp_src", 0))
+        dport = fields.get("tcp_dst", fields.get("udp_dst", 0))
+        key = FlowKey(host.ip, svc_ip, proto, sport, dport)
+        gw_ip = next((v for k, v in actions if k == "ipv4_dst"), None)
+        gw = next((g for g in self.plan.gateways if g.ip == gw_ip), None)
+        if gw is None or key in self.steering.placements:
+            return
+        fwd = self.routes.hops(dpid, gw.dpid)
+        rev = self.routes.hops(gw.dpid, dpid)
+        if fwd is None or rev is None:
+            fwd, rev = [(dpid, 0)], [(gw.dpid, 0)]
+        fwd[-1] = (fwd[-1][0], gw.port)
+        rev[-1] = (rev[-1][0], host.port)
+        svc = self.steering.services[svc_ip]
+        self.steering.record(Placement(
+            key=key, service=svc.name, client=host.name, gateway=gw.id, gw_ip=gw.ip,
+            gw_mac=gw.mac, forward=fwd, reverse=rev, rtt_ms=-1.0, created=now,
+            policy="adopted", adopted=True), None, now)
+        self.counters["flows_adopted"] += 1
+        self._changed()
+
+    def flow_removed(self, dpid: int, cookie: int, fields: dict, now: float) -> list:
+        """A placement's client-switch rule idled out: forget it, remove the other rules."""
+        if cookie != COOKIE_STEER:
+            return []
+        proto = fields.get("ip_proto", 0)
+        key = FlowKey(fields.get("ipv4_src", ""), fields.get("ipv4_dst", ""), proto,
+                      fields.get("tcp_src", fields.get("udp_src", 0)),
+                      fields.get("tcp_dst", fields.get("udp_dst", 0)))
+        p = self.steering.ended(key)
+        if p is None:
+            return []
+        self.counters["flows_ended"] += 1
+        self._changed()
+        return placement_deletes(self.dps, p)
+
+    def _link_index(self) -> set[tuple[int, int, int]]:
+        return {(a, ap, b) for a, ap, b, _bp in self.links}
+
+    def _path_ok(self, p: Placement, index: set[tuple[int, int, int]] | None = None) -> bool:
+        index = self._link_index() if index is None else index
+        for hops in (p.forward, p.reverse):
+            for (dpid, port), nxt in zip(hops, hops[1:]):
+                if dpid not in self.dps or (dpid, port, nxt[0]) not in index:
+                    return False
+            if hops[-1][0] not in self.dps:
+                return False
+        return True
+
+    def _repath(self, now: float) -> list:
+        """Placements whose path lost a link move to the new shortest path to the SAME
+        gateway (instance affinity); flows whose gateway became unreachable are dropped."""
+        if not self.steering.placements:
+            return []
+        index = self._link_index()
+        msgs: list = []
+        for key, p in list(self.steering.placements.items()):
+            if self._path_ok(p, index):
+                continue
+            msgs += placement_deletes(self.dps, p)
+            gw = next(g for g in self.plan.gateways if g.id == p.gateway)
+            client = next(h for h in self.plan.hosts if h.name == p.client)
+            fwd = self.routes.hops(client.dpid, gw.dpid)
+            rev = self.routes.hops(gw.dpid, client.dpid)
+            if fwd is None or rev is None:
+                self.steering.ended(key)
+                continue
+            fwd[-1] = (fwd[-1][0], gw.port)
+            rev[-1] = (rev[-1][0], client.port)
+            p.forward, p.reverse = fwd, rev
+            p.rtt_ms = round((self.routes.delay_ms(client.dpid, gw.dpid) or 0)
+                             + (self.routes.delay_ms(gw.dpid, client.dpid) or 0), 6)
+            try:
+                msgs += placement_flows(self.dps, p, self.steering.idle_timeout)
+            except KeyError:
+                self.steering.ended(key)
+                continue
+            self.counters["flows_repathed"] += 1
+        return msgs
 
     def _probe_in(self, dpid: int, in_port: int, data: bytes, now: float) -> list:
         try:
@@ -192,6 +490,7 @@ class ControllerCore:
             self.counters["probes_rejected"] += 1
             return []
         link = (probe.dpid, probe.port, dpid, in_port)
+        self.netmetric.probe_seen(link, probe.sent_at, now)
         is_new = link not in self.links
         self.links[link] = now
         if not is_new:
@@ -204,6 +503,7 @@ class ControllerCore:
 
     # ---- timers, replies, errors -------------------------------------------------------
     def tick(self, now: float) -> list:
+        self._now_hint = now
         msgs: list = []
         max_age = LINK_EXPIRY_INTERVALS * self.probe_interval
         stale = self._drop_links(lk for lk, seen in self.links.items() if now - seen > max_age)
@@ -211,9 +511,18 @@ class ControllerCore:
             self.counters["links_expired"] += len(stale)
             LOG.warning("links expired (not seen for %.1f s): %s", max_age, stale)
             msgs += self._reroute(now, "links expired")
+        gone = self.registry.expire(now)
+        if gone:
+            LOG.warning("gateways expired (silent for 3 advertisement intervals): %s", gone)
+            self._changed()
         if now >= self.next_probe_at:
             for dpid in sorted(self.dps):
                 dp = self.dps[dpid]
+                echo = ofmsg.echo_request(dp, b"edwc")
+                msg_xid = self._echo_xid(dp, echo)
+                self.netmetric.echo_sent(dpid, msg_xid, now)
+                self.counters["echo_requests"] += 1
+                msgs.append(echo)
                 msgs += [self._probe(dp, port, now) for port in self._probe_ports(dpid)]
             fast = not self._expected_links <= self.links.keys()
             step = self.probe_interval / FAST_PROBE_DIVISOR if fast else self.probe_interval
@@ -236,7 +545,7 @@ class ControllerCore:
 
     # ---- routing -----------------------------------------------------------------------
     def _reroute(self, now: float, why: str) -> list:
-        routes = compute_routes(self.plan, self.links, self.dps)
+        routes = compute_routes(self.plan, self.links, self.dps, self._measured_delays())
         for lk in routes.unknown_links:
             if lk not in self._warned_unknown and len(self._warned_unknown) < MAX_WARNED:
                 self._warned_unknown.add(lk)
@@ -269,9 +578,38 @@ class ControllerCore:
             self._log_path_changes(self.routes.paths, routes.paths, why)
             self._changed()
         self.routes = routes
+        msgs += self._repath(now)
         if msgs:
             self.errors_since_reroute = 0
         return msgs
+
+    def _measured_delays(self) -> dict[DirectedLink, float] | None:
+        if self.delay_source != "measured":
+            return None
+        out = {}
+        for lk in self.links:
+            d = self.netmetric.delay_ms(lk)
+            if d is not None:
+                out[lk] = max(0.0, d)
+        return out
+
+    def _echo_xid(self, dp: Any, msg: Any) -> int:
+        msg.set_xid(next(ofmsg._barrier_xids) & 0xFFFF_FFFF)
+        return msg.xid
+
+    def echo_reply(self, dpid: int, xid: int, now: float) -> list:
+        self.netmetric.echo_reply(dpid, xid, now)
+        return []
+
+    def set_policy(self, spec: str, params: dict | None = None) -> str:
+        """Switch the path selector at run time; raises PolicyError and keeps the old one."""
+        policy = dampen(load_policy(spec, **(params or {})))
+        old = self.steering.policy.name
+        self.steering.previous_policy = self.steering.policy
+        self.steering.policy = policy
+        LOG.info("policy switched from %s to %s", old, policy.name)
+        self._changed()
+        return policy.name
 
     def _log_path_changes(self, old: dict, new: dict, why: str) -> None:
         changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -284,6 +622,7 @@ class ControllerCore:
         gone = sorted(set(links))
         for lk in gone:
             self.links.pop(lk, None)
+            self.netmetric.forget_link(lk)
         if gone:
             self._changed()
         return gone
@@ -315,6 +654,56 @@ class ControllerCore:
                 and not any(self.pending_barriers.values())
                 and self.errors_since_reroute == 0)
 
+    def api_view(self, resource: str, query: dict, now: float) -> Any:
+        """The state API's resources (JSON-able); KeyError for an unknown one."""
+        if resource == "status":
+            return self.status()
+        if resource == "topology":
+            return {"run_id": self.plan.run_id, "topology": self.plan.topology,
+                    "switches": [{"dpid": s.dpid, "site": s.site, "name": s.name,
+                                  "connected": s.dpid in self.dps} for s in self.plan.switches],
+                    "hosts": [{"name": h.name, "ip": h.ip, "mac": h.mac, "dpid": h.dpid,
+                               "port": h.port} for h in self.plan.hosts],
+                    "links": self._links_view(),
+                    "paths": dict(sorted(self.routes.paths.items()))}
+        if resource == "links":
+            return {"delay_source": self.delay_source, "links": self._links_view(),
+                    "measurement": self.netmetric.snapshot()}
+        if resource == "gateways":
+            return self.registry.snapshot(now)
+        if resource == "services":
+            alive = {st.gw: st for st in self.registry.alive(now)}
+            return [{"name": s.name, "address": s.address, "port": s.port,
+                     "class": s.service_class, "budget_ms": s.budget_ms, "units": s.units,
+                     "kinds": list(s.kinds),
+                     "gateways": [g.id for g in self.plan.gateways if s.name in g.services],
+                     "alive": [g.id for g in self.plan.gateways
+                               if s.name in g.services and g.id in alive],
+                     "active_flows": sum(1 for p in self.steering.placements.values()
+                                         if p.service == s.name)}
+                    for s in self.plan.services]
+        if resource == "decisions":
+            limit = int(query.get("limit", 100))
+            return self.steering.snapshot(limit)
+        if resource == "counters":
+            return {"controller": dict(self.counters), "gateways": dict(self.registry.counters),
+                    "steering": self.steering.snapshot(0)["per_policy"]}
+        if resource == "policy":
+            return {"policy": self.steering.policy.name,
+                    "previous": getattr(self.steering.previous_policy, "name", None),
+                    "builtins": sorted(BUILTINS), "errors": list(self.steering.policy_errors)}
+        raise KeyError(resource)
+
+    def _links_view(self) -> list[dict]:
+        plan_delays = self.plan.directed_delays()
+        out = []
+        for lk in sorted(self.links):
+            out.append({"link": list(lk), "from": self.steering.site_of.get(lk[0]),
+                        "to": self.steering.site_of.get(lk[2]),
+                        "configured_ms": plan_delays.get(lk),
+                        "measured_ms": self.netmetric.delay_ms(lk)})
+        return out
+
     def status(self) -> dict:
         return {
             "pid": os.getpid(),
@@ -327,4 +716,7 @@ class ControllerCore:
             "ready": self.is_ready(),
             "paths": dict(sorted(self.routes.paths.items())),
             "counters": dict(self.counters),
+            "policy": self.steering.policy.name,
+            "gateways_alive": sorted(st.gw for st in self.registry.alive(self._now_hint)),
+            "placements": len(self.steering.placements),
         }

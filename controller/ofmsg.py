@@ -39,10 +39,12 @@ def match(dp: Any, **fields: Any) -> Any:
     return dp.ofproto_parser.OFPMatch(**fields)
 
 
-def apply_actions(dp: Any, actions: list) -> list:
-    if not actions:
-        return []
-    return [dp.ofproto_parser.OFPInstructionActions(dp.ofproto.OFPIT_APPLY_ACTIONS, actions)]
+def apply_actions(dp: Any, actions: list, meter: int | None = None) -> list:
+    inst = [] if meter is None else [dp.ofproto_parser.OFPInstructionMeter(meter)]
+    if actions:
+        inst.append(dp.ofproto_parser.OFPInstructionActions(dp.ofproto.OFPIT_APPLY_ACTIONS,
+                                                            actions))
+    return inst
 
 
 def output(dp: Any, port: int, max_len: int = 0) -> Any:
@@ -52,18 +54,18 @@ def output(dp: Any, port: int, max_len: int = 0) -> Any:
 
 
 def flowmod(dp: Any, command: int, priority: int, match_: Any, actions: list | None = None,
-            strict: bool = False) -> Any:
+            strict: bool = False, meter: int | None = None) -> Any:
     o = dp.ofproto
     return dp.ofproto_parser.OFPFlowMod(
         datapath=dp, cookie=COOKIE, cookie_mask=COOKIE_MASK if command in (
             o.OFPFC_MODIFY, o.OFPFC_MODIFY_STRICT, o.OFPFC_DELETE, o.OFPFC_DELETE_STRICT) else 0,
         table_id=TABLE, command=command, idle_timeout=0, hard_timeout=0,
         priority=priority, buffer_id=o.OFP_NO_BUFFER, out_port=o.OFPP_ANY, out_group=o.OFPG_ANY,
-        flags=0, match=match_, instructions=apply_actions(dp, actions or []))
+        flags=0, match=match_, instructions=apply_actions(dp, actions or [], meter))
 
 
-def flow_add(dp: Any, priority: int, match_: Any, actions: list) -> Any:
-    return flowmod(dp, dp.ofproto.OFPFC_ADD, priority, match_, actions)
+def flow_add(dp: Any, priority: int, match_: Any, actions: list, meter: int | None = None) -> Any:
+    return flowmod(dp, dp.ofproto.OFPFC_ADD, priority, match_, actions, meter=meter)
 
 
 def flow_modify_strict(dp: Any, priority: int, match_: Any, actions: list) -> Any:
@@ -88,14 +90,46 @@ def delete_ours(dp: Any) -> Any:
     return flowmod(dp, dp.ofproto.OFPFC_DELETE, 0, dp.ofproto_parser.OFPMatch())
 
 
-def base_flows(dp: Any) -> list:
+# Packet-in rate limits (OpenFlow meters, packets/s per switch), one per kind of punt so a
+# flood of one kind cannot starve the others (an ARP storm must not expire links).
+METER_DISCOVERY, METER_CONTROL, METER_NEWFLOW = 1, 2, 3
+DEFAULT_METER_RATES = {METER_DISCOVERY: 500, METER_CONTROL: 1000, METER_NEWFLOW: 5000}
+
+
+def meter_mods(dp: Any, rates: dict[int, int]) -> list:
+    """Delete then add our meters (delete also removes flows using them: the base flows are
+    re-added right after, placements never use meters). Idempotent on reconnect."""
+    o, p = dp.ofproto, dp.ofproto_parser
+    msgs = []
+    for mid, rate in sorted(rates.items()):
+        msgs.append(p.OFPMeterMod(dp, command=o.OFPMC_DELETE, flags=0, meter_id=mid, bands=[]))
+        msgs.append(p.OFPMeterMod(
+            dp, command=o.OFPMC_ADD, flags=o.OFPMF_PKTPS | o.OFPMF_BURST, meter_id=mid,
+            bands=[p.OFPMeterBandDrop(rate=rate, burst_size=max(10, rate // 5))]))
+    return msgs
+
+
+def base_flows(dp: Any, meters: bool = True) -> list:
     """Table-miss drop (never flood: the backbone has loops), LLDP and ARP to the controller."""
     ctl = [output(dp, dp.ofproto.OFPP_CONTROLLER)]
     return [
         flow_add(dp, PRIO_MISS, match(dp), []),
-        flow_add(dp, PRIO_PUNT, match(dp, eth_type=ETH_TYPE_LLDP), ctl),
-        flow_add(dp, PRIO_PUNT, match(dp, eth_type=ETH_TYPE_ARP), ctl),
+        flow_add(dp, PRIO_PUNT, match(dp, eth_type=ETH_TYPE_LLDP), ctl,
+                 meter=METER_DISCOVERY if meters else None),
+        flow_add(dp, PRIO_PUNT, match(dp, eth_type=ETH_TYPE_ARP), ctl,
+                 meter=METER_CONTROL if meters else None),
     ]
+
+
+def flow_stats_request(dp: Any) -> Any:
+    """Every flow in table 0 (to adopt our flows and drop foreign ones after a reconnect)."""
+    o = dp.ofproto
+    return dp.ofproto_parser.OFPFlowStatsRequest(
+        dp, 0, TABLE, o.OFPP_ANY, o.OFPG_ANY, 0, 0, dp.ofproto_parser.OFPMatch())
+
+
+def echo_request(dp: Any, data: bytes = b"") -> Any:
+    return dp.ofproto_parser.OFPEchoRequest(dp, data=data)
 
 
 def route_match(dp: Any, ipv4_dst: str) -> Any:

@@ -24,6 +24,26 @@ class Routes:
     flows: FlowTable = field(default_factory=dict)
     paths: dict[str, list[str]] = field(default_factory=dict)  # "src>dst" -> sites
     unknown_links: list[DirectedLink] = field(default_factory=list)
+    # destination dpid -> {dpid: (out_port, next_dpid, delay_ns to the destination)}
+    trees: dict[int, dict[int, tuple[int, int, int]]] = field(default_factory=dict)
+
+    def hops(self, src: int, dst: int) -> list[tuple[int, int]] | None:
+        """[(dpid, out_port), ...] from switch src to switch dst (dst's out_port is 0), or
+        None when dst has no tree or src cannot reach it."""
+        tree = self.trees.get(dst)
+        if tree is None or src not in tree:
+            return None
+        out = [(src, tree[src][0])]
+        while out[-1][0] != dst:
+            nxt = tree[out[-1][0]][1]
+            out.append((nxt, tree[nxt][0]))
+        return out
+
+    def delay_ms(self, src: int, dst: int) -> float | None:
+        tree = self.trees.get(dst)
+        if tree is None or src not in tree:
+            return None
+        return tree[src][2] / 1_000_000
 
 
 def delay_ns(ms: float) -> int:
@@ -69,14 +89,20 @@ def next_hops_to(dst: int, nodes: set[int], weights: Mapping[DirectedLink, int]
     return {u: (k[3], k[2], k[0]) for u, k in best.items()}
 
 
-def compute_routes(plan: Plan, links: Iterable[DirectedLink], connected: Iterable[int]) -> Routes:
-    """Desired IPv4 flows per switch and the site path of every routed ordered host pair."""
+def compute_routes(plan: Plan, links: Iterable[DirectedLink], connected: Iterable[int],
+                   delays: Mapping[DirectedLink, float] | None = None) -> Routes:
+    """Desired IPv4 flows per switch and the site path of every routed ordered host pair.
+
+    ``delays`` overrides the plan's one-way delay of some links (measured values)."""
     nodes = set(connected)
-    weights, unknown = weigh_links(plan.directed_delays(), links)
+    table = dict(plan.directed_delays())
+    if delays:
+        table.update(delays)
+    weights, unknown = weigh_links(table, links)
     site = {s.dpid: s.site for s in plan.switches}
     routes = Routes(unknown_links=unknown)
     hosts = sorted((h for h in plan.hosts if h.dpid in nodes), key=lambda h: h.name)
-    trees: dict[int, dict[int, tuple[int, int, int]]] = {}
+    trees = routes.trees
     for h in hosts:
         if h.dpid not in trees:
             trees[h.dpid] = next_hops_to(h.dpid, nodes, weights)

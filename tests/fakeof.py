@@ -4,8 +4,9 @@ Small cousin of Faucet's clib/fakeoftable.py: apply the OFPFlowMods the controll
 generates, then ask "which actions for this packet?" or "which sites does a packet from
 host A to host B cross?". Supports add / modify / modify_strict / delete / delete_strict,
 priorities, cookies with masks, exact and masked matches on in_port, eth_*, ipv4_*,
-ip_proto and L4 ports, apply-actions with output and set_field. No groups, no meters,
-no multiple tables: a message using them raises NotImplementedError.
+ip_proto and L4 ports, apply-actions with output and set_field, meter instructions (ignored:
+they limit rates, not paths). No groups, no multiple tables: a message using them raises
+NotImplementedError.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Flow:
 def _actions(instructions: list) -> list:
     acts: list = []
     for inst in instructions:
+        if isinstance(inst, parser.OFPInstructionMeter):
+            continue  # rate limits do not change where a packet goes
         if not isinstance(inst, parser.OFPInstructionActions):
             raise NotImplementedError(f"instruction {type(inst).__name__}")
         if inst.type != ofp.OFPIT_APPLY_ACTIONS:
@@ -177,6 +180,7 @@ class FakeNetwork:
         self.site = {s.dpid: s.site for s in plan.switches}
         self.down: set[str] = set()  # link ids that are cut
         self.packet_outs: list[Any] = []
+        self.meter_mods: list[Any] = []
 
     def apply(self, msgs: list) -> None:
         for m in msgs:
@@ -184,6 +188,8 @@ class FakeNetwork:
                 self.tables[m.datapath.id].apply(m)
             elif isinstance(m, parser.OFPPacketOut):
                 self.packet_outs.append(m)
+            elif isinstance(m, parser.OFPMeterMod):
+                self.meter_mods.append(m)
             # barriers, port-desc requests: nothing to model
 
     def _peer(self, dpid: int, port: int) -> tuple[int, int] | None:
@@ -309,3 +315,41 @@ def ack_barriers(core: Any, msgs: list, now: float = 0.0) -> None:
     for m in msgs:
         if isinstance(m, parser.OFPBarrierRequest):
             core.barrier_reply(m.datapath.id, m.xid, now)
+
+
+def trace_packet(net: FakeNetwork, pkt: dict[str, Any], dpid: int, in_port: int,
+                 max_hops: int = 64) -> tuple[list[str], dict[str, Any], str]:
+    """Follow ``pkt`` (match fields) from (dpid, in_port), applying set-field actions.
+
+    Returns (sites crossed, the packet as delivered, the host it was delivered to);
+    raises TraceError on a drop, a loop or a punt to the controller."""
+    pkt = dict(pkt)
+    hosts = {(h.dpid, h.port): h for h in net.plan.hosts}
+    sites: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    while True:
+        if (dpid, in_port) in seen or len(sites) >= max_hops:
+            raise TraceError(f"loop: {' '.join(sites)}")
+        seen.add((dpid, in_port))
+        sites.append(net.site[dpid])
+        acts = net.tables[dpid].actions_for({**pkt, "in_port": in_port})
+        out = None
+        for a in acts:
+            if isinstance(a, parser.OFPActionSetField):
+                pkt[a.key] = a.value
+            elif isinstance(a, parser.OFPActionOutput):
+                if out is not None:
+                    raise TraceError(f"two outputs at dpid {dpid}")
+                out = a.port
+        if out is None:
+            raise TraceError(f"dropped at {net.site[dpid]} after {sites}")
+        if out == ofp.OFPP_CONTROLLER:
+            raise TraceError(f"punted to the controller at {net.site[dpid]}")
+        if out == in_port or out > ofp.OFPP_MAX:
+            raise TraceError(f"bad output {out:#x} at dpid {dpid}")
+        if (dpid, out) in hosts:
+            return sites, pkt, hosts[(dpid, out)].name
+        peer = net._peer(dpid, out)
+        if peer is None:
+            raise TraceError(f"output to unwired or cut port {dpid}:{out}")
+        dpid, in_port = peer

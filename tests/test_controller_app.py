@@ -29,7 +29,8 @@ def test_handlers_send_through_the_seam(controller, tmp_path):
     dp = RecordingDatapath(id=1, ofproto=ofmsg.ofp, ofproto_parser=ofmsg.parser, sent=[])
     controller.on_features(SimpleNamespace(msg=SimpleNamespace(datapath=dp)))
     kinds = [type(m).__name__ for m in dp.sent]
-    assert kinds[0] == "OFPFlowMod" and "OFPPortDescStatsRequest" in kinds
+    assert kinds[0] == "OFPMeterMod" and "OFPFlowMod" in kinds
+    assert "OFPPortDescStatsRequest" in kinds and "OFPFlowStatsRequest" in kinds
     assert (tmp_path / "s.json").exists()
 
 

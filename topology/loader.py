@@ -6,6 +6,7 @@ naming the file, the item and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -15,6 +16,7 @@ import networkx as nx
 import yaml
 
 from topology.model import Network, TopologyError, build_network
+from topology.services import make_services
 
 FORMAT = "edwc-topology/1"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -67,7 +69,8 @@ def load_yaml(path: str | os.PathLike) -> Network:
     fmt = raw.get("format")
     if fmt != FORMAT:
         raise TopologyError(f"format is {fmt!r}; this loader reads 'format: {FORMAT}'", src)
-    known = {"format", "name", "description", "sources", "defaults", "sites", "links"}
+    known = {"format", "name", "description", "sources", "defaults", "sites", "links",
+             "services"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise TopologyError(f"unknown top-level key(s) {unknown}; allowed: {sorted(known)}", src)
@@ -81,9 +84,12 @@ def load_yaml(path: str | os.PathLike) -> Network:
     if not isinstance(sources, list):
         raise TopologyError("'sources' must be a list", src)
     name = raw.get("name") or Path(src).stem
-    return build_network(raw.get("sites"), raw.get("links", []), name=str(name), source=src,
-                         defaults=defaults, description=str(raw.get("description") or ""),
-                         sources=sources)
+    net = build_network(raw.get("sites"), raw.get("links", []), name=str(name), source=src,
+                        defaults=defaults, description=str(raw.get("description") or ""),
+                        sources=sources)
+    if raw.get("services") is not None:
+        net = dataclasses.replace(net, services=make_services(raw["services"], src))
+    return net
 
 
 # --- Internet Topology Zoo --------------------------------------------------------------

@@ -129,6 +129,7 @@ class Network:
     source: str = "<memory>"
     description: str = ""
     sources: tuple[dict, ...] = ()
+    services: tuple = ()  # topology.services.Service; empty = the built-in services
 
     def site(self, site_id: str) -> Site:
         for s in self.sites:

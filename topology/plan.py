@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from topology.model import Network, TopologyError
+from topology.services import default_services
 
 PLAN_FORMAT = "edwc-plan/1"
 NAME_PREFIX = "ew"
@@ -85,19 +86,56 @@ class LinkPlan:
 
 
 @dataclass(frozen=True)
+class ServicePlan:
+    """A compute service (CATS): anycast CS-ID address, budget and demand of one flow."""
+
+    name: str
+    address: str
+    port: int
+    service_class: str
+    budget_ms: float  # response latency: path round trip + gateway processing delay
+    units: int
+    kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    """A computing-power gateway: the end host of a site with compute resources."""
+
+    id: str
+    site: str
+    host: str
+    ip: str
+    mac: str
+    dpid: int
+    port: int
+    hub: str | None
+    units: dict  # accelerator kind -> compute units (from the topology data)
+    price: float | None = None  # energy price, CNY/kWh
+    green: float | None = None  # renewable share 0..1
+    pue: float | None = None
+    operator: str | None = None
+    services: tuple[str, ...] = ()  # services whose kinds this gateway has
+
+
+@dataclass(frozen=True)
 class Plan:
     run_id: str
     topology: str
     switches: tuple[SwitchPlan, ...]
     hosts: tuple[HostPlan, ...]
     links: tuple[LinkPlan, ...]
+    services: tuple[ServicePlan, ...] = ()
+    gateways: tuple[GatewayPlan, ...] = ()
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"format": PLAN_FORMAT, "run_id": self.run_id, "topology": self.topology,
                 "switches": [asdict(s) for s in self.switches],
                 "hosts": [asdict(h) for h in self.hosts],
-                "links": [asdict(ln) for ln in self.links], **self.extra}
+                "links": [asdict(ln) for ln in self.links],
+                "services": [asdict(s) for s in self.services],
+                "gateways": [asdict(g) for g in self.gateways], **self.extra}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False)
@@ -119,6 +157,12 @@ class Plan:
             if {ln.a, ln.b} == {a, b}:
                 return ln
         raise KeyError(f"{a}-{b}")
+
+    def service(self, name: str) -> ServicePlan:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
 
     def switch_by_dpid(self) -> dict[int, SwitchPlan]:
         return {s.dpid: s for s in self.switches}
@@ -189,8 +233,24 @@ def make_plan(net: Network, run_id: str) -> Plan:
             delay_ms_ab=ln.delay_ms, delay_ms_ba=ln.delay_ms_reverse, jitter_ms=ln.jitter_ms,
             loss_pct=ln.loss_pct, bandwidth_mbps=ln.bandwidth_mbps,
             distance_km=round(ln.distance_km, 3)))
+    services = tuple(ServicePlan(s.name, s.address, s.port, s.service_class, s.budget_ms,
+                                 s.units, tuple(s.kinds))
+                     for s in (net.services or default_services()))
+    host_of = {h.site: h for h in hosts}
+    gateways = []
+    for site in net.sites:
+        c = site.compute
+        if c is None or site.id not in host_of or not any(c.units.values()):
+            continue
+        h = host_of[site.id]
+        kinds = {k for k, v in c.units.items() if v > 0}
+        gateways.append(GatewayPlan(
+            id=site.id, site=site.id, host=h.name, ip=h.ip, mac=h.mac, dpid=h.dpid, port=h.port,
+            hub=site.hub, units={k: v for k, v in sorted(c.units.items()) if v > 0},
+            price=c.energy_price, green=c.green_share, pue=c.pue, operator=site.operator,
+            services=tuple(s.name for s in services if kinds & set(s.kinds))))
     return Plan(run_id=run_id, topology=net.name, switches=tuple(switches), hosts=tuple(hosts),
-                links=tuple(links))
+                links=tuple(links), services=services, gateways=tuple(gateways))
 
 
 # --- reading plan.json (the controller, the probes and the reports read what make_plan wrote)
@@ -343,7 +403,69 @@ def parse_plan(doc: Any) -> Plan:
         link_ids.add(lid)
         links.append(link)
 
-    return Plan(run_id, topology, tuple(switches), tuple(hosts), tuple(links))
+    services = _parse_services(doc.get("services", []))
+    gateways = _parse_gateways(doc.get("gateways", []), {h.ip: h for h in hosts},
+                               {s.name for s in services})
+    return Plan(run_id, topology, tuple(switches), tuple(hosts), tuple(links),
+                services=services, gateways=gateways)
+
+
+def _parse_services(docs: Any) -> tuple[ServicePlan, ...]:
+    _check(isinstance(docs, list), "plan.services", "must be a list")
+    out: list[ServicePlan] = []
+    seen: set[str] = set()
+    for i, s in enumerate(docs):
+        p = f"services[{i}]"
+        _keys(s, p, {"name", "address", "port", "budget_ms", "units", "kinds"})
+        name = _str(s, "name", p)
+        _check(name not in seen, f"{p}.name", f"duplicate service {name!r}")
+        try:
+            addr = str(ipaddress.IPv4Address(_str(s, "address", p)))
+        except ValueError:
+            raise PlanError(f"{p}.address: must be an IPv4 address") from None
+        _check(addr not in {o.address for o in out}, f"{p}.address", f"duplicate {addr}")
+        kinds = s["kinds"]
+        _check(isinstance(kinds, list) and kinds and all(isinstance(k, str) for k in kinds),
+               f"{p}.kinds", "must be a non-empty list of strings")
+        cls = s.get("service_class", "")
+        _check(isinstance(cls, str), f"{p}.service_class", "must be a string")
+        budget = _num(s, "budget_ms", p)
+        _check(budget > 0, f"{p}.budget_ms", "must be > 0")
+        seen.add(name)
+        out.append(ServicePlan(name, addr, _int(s, "port", p, 1, 65535), cls, budget,
+                               _int(s, "units", p, 1, 1_000_000), tuple(kinds)))
+    return tuple(out)
+
+
+def _parse_gateways(docs: Any, hosts: dict[str, HostPlan], services: set[str]
+                    ) -> tuple[GatewayPlan, ...]:
+    _check(isinstance(docs, list), "plan.gateways", "must be a list")
+    out: list[GatewayPlan] = []
+    for i, g in enumerate(docs):
+        p = f"gateways[{i}]"
+        _keys(g, p, {"id", "site", "host", "ip", "mac", "dpid", "port", "units"})
+        gid = _str(g, "id", p)
+        _check(gid not in {o.id for o in out}, f"{p}.id", f"duplicate gateway {gid!r}")
+        ip = _str(g, "ip", p)
+        host = hosts.get(ip)
+        _check(host is not None, f"{p}.ip", f"{ip} is not the address of a host in plan.hosts")
+        dpid, port = _int(g, "dpid", p, 1, 2**64 - 1), _int(g, "port", p, 1, MAX_OF_PORT)
+        _check((host.dpid, host.port) == (dpid, port), f"{p}.dpid/port",
+               f"host {host.name} sits on {host.dpid}:{host.port}, not {dpid}:{port}")
+        units = g["units"]
+        _check(isinstance(units, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in units.items()), f"{p}.units", "must map accelerator kind to a count")
+        svcs = g.get("services", [])
+        _check(isinstance(svcs, list) and all(s in services for s in svcs), f"{p}.services",
+               "must list services defined in plan.services")
+        hub = g.get("hub")
+        _check(hub is None or isinstance(hub, str), f"{p}.hub", "must be a string or null")
+        extra = _optional(g, p, {"price": float, "green": float, "pue": float, "operator": str})
+        out.append(GatewayPlan(gid, _str(g, "site", p), _str(g, "host", p), ip,
+                               _mac(g, "mac", p), dpid, port, hub, dict(units),
+                               services=tuple(svcs), **extra))
+    return tuple(out)
 
 
 def load_plan(path: str) -> Plan:
