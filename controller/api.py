@@ -51,6 +51,7 @@ MAX_BODY = 16 * 1024
 MAX_LIMIT = 10_000
 MAX_POLICY_SPEC = 200
 MAX_REQUESTS_PER_CONNECTION = 100
+POLL_SECONDS = 0.1  # how often the accept loop checks for stop(); bounds stop() latency
 LINGER_SECONDS = 0.5  # after a response, drain unread input this long before closing
 LINGER_BYTES = 256 * 1024
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -179,9 +180,11 @@ class _GuardedReader(io.RawIOBase):
         self.deadline = float("inf")
         self.budget = 0
         self.exhausted = False
+        self.received = 0
 
     def arm(self, deadline: float, budget: int) -> None:
         self.deadline, self.budget, self.exhausted = deadline, budget, False
+        self.received = 0
 
     def readable(self) -> bool:
         return True
@@ -196,6 +199,7 @@ class _GuardedReader(io.RawIOBase):
         self._sock.settimeout(left)
         n = self._sock.recv_into(memoryview(buf)[:self.budget])
         self.budget -= n
+        self.received += n
         return n
 
 
@@ -214,8 +218,11 @@ class _Writer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # so errors on a version-less line carry headers
     server_version = "edwc-state-api/1"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
     server: _Server
 
     def setup(self) -> None:
@@ -247,7 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.command, self.request_version, self.requestline = "", "", ""
         try:
             line = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        except TimeoutError:  # idle keep-alive or a silent client: just close
+        except TimeoutError:  # a silent or idle keep-alive client is just closed
+            if self._reader.received:
+                self._timed_out()
             self.close_connection = True
             return
         if not line:
@@ -264,8 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.parse_request():
                 self.close_connection = True
                 return
-            if self.request_version == "HTTP/0.9":
-                self.request_version = "HTTP/1.0"
+            if len(self.requestline.split()) < 3:
                 self.send_error(400, "HTTP/0.9 requests are not supported")
                 return
             if self._reader.exhausted:
@@ -273,11 +281,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._dispatch()
         except TimeoutError:
-            self._reply_quietly(408, f"request not complete within {api.request_timeout:g} s")
+            self._timed_out()
 
-    def _reply_quietly(self, status: int, message: str) -> None:
+    def _timed_out(self) -> None:
         try:
-            self.send_error(status, message)
+            self.send_error(408, f"request not complete within "
+                                 f"{self.server.api.request_timeout:g} s")
         except OSError:
             pass
         self.close_connection = True
@@ -295,12 +304,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(status, payload)
         except HttpError as e:
             self._send_json(e.status, {"error": e.message}, close=True, headers=e.headers)
+        except OSError:
+            raise
+        except Exception:  # a bug here must cost one response, not the connection thread
+            LOG.exception("state API: %s %s failed", self.command, self.path)
+            self._send_json(500, {"error": "internal error; see the controller log"}, close=True)
 
     def _route(self) -> tuple[int, object]:
         api = self.server.api
         if len(self.path) > MAX_URL:
             raise HttpError(414, f"URL longer than {MAX_URL} bytes")
-        url = urlsplit(self.path)
+        try:
+            url = urlsplit(self.path)
+        except ValueError as e:
+            raise HttpError(400, f"bad request target: {e}") from None
         path = url.path.rstrip("/") or "/"
         if path == API_PREFIX:
             resource = ""
@@ -522,7 +539,7 @@ class ApiServer:
         except OSError as e:
             raise ApiServerError(f"State API cannot listen on {self.host}:{self.port}: "
                                  f"{e.strerror or e}; pick another port (0 = any free)") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.2,),
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,),
                                         name="state-api", daemon=True)
         self._thread.start()
         addr = self.address

@@ -67,12 +67,14 @@ def describe_error(msg) -> str:
 
 
 def set_fields(instructions) -> list[tuple[str, object]]:
-    """(field, value) of every set-field action in a flow's instructions."""
+    """(field, value) of every set-field action, and ("output", port), in order."""
     out = []
     for inst in instructions or []:
         for a in getattr(inst, "actions", None) or []:
             if hasattr(a, "key") and hasattr(a, "value"):
                 out.append((a.key, a.value))
+            elif hasattr(a, "port"):
+                out.append(("output", a.port))
     return out
 
 

@@ -93,6 +93,9 @@ class ControllerCore:
         self._host_at = {(h.dpid, h.port): h for h in plan.hosts}
         self._flow_parts: dict[int, list] = {}  # dpid -> flow stats received so far
         self._now_hint = now  # the latest `now` seen by tick (for status())
+        # After a (re)start the topology is partly known for a moment: routes of an earlier
+        # process are not deleted until every plan link is back, or this much time passed.
+        self.hold_deletes_until = now + LINK_EXPIRY_INTERVALS * probe_interval
         self.probe_interval = probe_interval
         self.started_at = time.time()
         self.dps: dict[int, Any] = {}
@@ -304,16 +307,18 @@ class ControllerCore:
             decision.gateway, decision.reason = None, "a switch on the path disconnected"
             self.steering.decisions.append(decision)
             return self._refuse(dp, in_port, pkt)
-        self.registry.reserve(placement.gateway, None, self._service_units(key), now)
+        svc = self.steering.services[key.service_ip]
+        # The job starts about 1.5 round trips after this (handshake, request); an advert
+        # sent after that already counts it.
+        self.registry.reserve(placement.gateway,
+                              self.registry.pick_kind(placement.gateway, svc.kinds, now),
+                              svc.units, now, grace_s=2 * placement.rtt_ms / 1000 + 0.05)
         self.steering.record(placement, decision, now)
         self.counters["flows_placed"] += 1
         self._changed()
         LOG.debug("placed %s on %s: %s", key.to_list(), placement.gateway, decision.reason)
         return msgs + [self._packet_out_actions(dp, in_port, data,
                                                 ingress_actions(dp, placement))]
-
-    def _service_units(self, key: FlowKey) -> int:
-        return self.steering.services[key.service_ip].units
 
     def _refuse(self, dp: Any, in_port: int, pkt: IPv4Packet) -> list:
         try:
@@ -358,14 +363,20 @@ class ControllerCore:
             return []
         del self._flow_parts[dpid]
         msgs: list = []
-        have = self.installed.get(dpid, {})
+        have = self.installed.setdefault(dpid, {})
         for prio, cookie, fields, actions in parts:
             if cookie == COOKIE_STEER and prio == PRIO_STEER:
                 self._adopt(dpid, fields, actions, now)
                 continue
-            stale_route = (cookie == ofmsg.COOKIE and prio == ofmsg.PRIO_ROUTE
-                           and fields.get("ipv4_dst") not in have)
-            if cookie in (ofmsg.COOKIE, COOKIE_STEER) and not stale_route:
+            if cookie == ofmsg.COOKIE and prio == ofmsg.PRIO_ROUTE:
+                # A route of an earlier controller process: adopt it, so the next diff keeps,
+                # moves or deletes it (deletes wait until the topology is rediscovered).
+                ip = fields.get("ipv4_dst")
+                port = next((p for k, p in actions if k == "output"), None)
+                if isinstance(ip, str) and ip not in have and isinstance(port, int):
+                    have[ip] = port
+                continue
+            if cookie in (ofmsg.COOKIE, COOKIE_STEER):
                 continue
             m = dp.ofproto_parser.OFPMatch(**fields)
             msgs.append(dp.ofproto_parser.OFPFlowMod(
@@ -511,6 +522,8 @@ class ControllerCore:
             self.counters["links_expired"] += len(stale)
             LOG.warning("links expired (not seen for %.1f s): %s", max_age, stale)
             msgs += self._reroute(now, "links expired")
+        if self.hold_deletes_until is not None and not self._holding(now):
+            msgs += self._reroute(now, "topology settled after start")
         gone = self.registry.expire(now)
         if gone:
             LOG.warning("gateways expired (silent for 3 advertisement intervals): %s", gone)
@@ -556,6 +569,8 @@ class ControllerCore:
             dp = self.dps[dpid]
             have = self.installed.setdefault(dpid, {})
             changes = diff_flows(have, routes.flows.get(dpid, {}))
+            if self._holding(now):
+                changes = [ch for ch in changes if ch.op != "delete"]
             for ch in changes:
                 m = ofmsg.route_match(dp, ch.ip)
                 if ch.op == "add":
@@ -582,6 +597,14 @@ class ControllerCore:
         if msgs:
             self.errors_since_reroute = 0
         return msgs
+
+    def _holding(self, now: float) -> bool:
+        if self.hold_deletes_until is None:
+            return False
+        if now >= self.hold_deletes_until or self._expected_links <= self.links.keys():
+            self.hold_deletes_until = None
+            return False
+        return True
 
     def _measured_delays(self) -> dict[DirectedLink, float] | None:
         if self.delay_source != "measured":

@@ -80,6 +80,7 @@ class _Reservation:
     made_at: float
     kind: str | None
     units: int
+    grace: float  # an advert sent this long after the placement already shows the job
 
 
 @dataclass
@@ -312,8 +313,15 @@ class GatewayRegistry:
         return st if st is not None and self._is_alive(st, now) else None
 
     # ---- reservations ------------------------------------------------------------------
-    def reserve(self, gw: str, kind: str | None, units: int, now: float) -> bool:
-        """Record a placement on ``gw`` (``kind`` None: kind unknown, counts against all)."""
+    def reserve(self, gw: str, kind: str | None, units: int, now: float,
+                grace_s: float | None = None) -> bool:
+        """Record a placement on ``gw`` (``kind`` None: kind unknown, counts against all).
+
+        ``grace_s``: how long after the placement the job can have started at the gateway
+        (the caller knows the path: about 1.5 round trips for TCP's handshake and the request,
+        plus slack); an advert sent later is taken to include it. Default
+        ``reservation_grace_s``. Too short briefly under-counts (the gateway queues the
+        extra job); too long double-counts (new flows avoid a gateway that has room)."""
         st = self.get(gw, now)
         if st is None or not _is_int(units) or units <= 0:
             return False
@@ -322,7 +330,9 @@ class GatewayRegistry:
         if len(book.items) >= MAX_RESERVATIONS:
             book.items.popleft()
             self.counters["reservations_dropped"] += 1
-        book.items.append(_Reservation(now, kind, units))
+        grace = self.reservation_grace_s if grace_s is None or not _finite(grace_s) \
+            or grace_s < 0 else float(grace_s)
+        book.items.append(_Reservation(now, kind, units, grace))
         return True
 
     def _prune(self, gw: str, now: float) -> None:
@@ -330,10 +340,8 @@ class GatewayRegistry:
         if book is None or st is None:
             return
         life = self.reservation_intervals * self.clamp_interval(st.advert.interval)
-        reflected_before = st.sent_at - self.reservation_grace_s
-        items = book.items  # in placement order, so both tests drop a prefix
-        while items and (now - items[0].made_at > life or items[0].made_at < reflected_before):
-            items.popleft()
+        book.items = deque(r for r in book.items
+                           if now - r.made_at <= life and r.made_at + r.grace >= st.sent_at)
 
     def reserved(self, gw: str, now: float) -> dict[str | None, int]:
         """Pending reserved units per kind (None: kind not known) after pruning."""

@@ -300,7 +300,8 @@ def _fields(flow) -> dict:
 
 
 def _setfields(flow) -> list:
-    return [(a.key, a.value) for a in flow.actions if isinstance(a, parser.OFPActionSetField)]
+    return [(a.key, a.value) if isinstance(a, parser.OFPActionSetField) else ("output", a.port)
+            for a in flow.actions]
 
 
 def test_policy_switch_and_a_raising_plugin_falls_back(tmp_path, monkeypatch):

@@ -84,6 +84,14 @@ class Emulation:
     delay_workers: int | None = None
     delay_line_rt_priority: int = 10  # SCHED_FIFO priority of the relays; 0 = normal
     seed: int = 1
+    gateways: bool = True  # start a gateway agent on every gateway host of the plan
+    policy: str = "nearest"  # the controller's path selector (built-in or module:Class)
+    policy_params: dict = field(default_factory=dict)
+    adv_interval: float = 1.0  # gateway advertisement period (s)
+    adv_key: bytes | None = None  # shared HMAC key for advertisements (None: unsigned)
+    delay_source: str = "model"  # link delays the controller routes on: model | measured
+    flow_idle_timeout: int = 10  # seconds before an idle steered flow's placement ends
+    gateway_timeout: float = 15.0  # wait this long for every gateway to be registered
     log: object = print
     choice: EmulationChoice | None = None
     plan: Plan | None = None
@@ -95,6 +103,8 @@ class Emulation:
         self._record: RunRecord | None = None
         self._controller_proc: subprocess.Popen | None = None
         self._delay_lines: list = []
+        self._gateway_procs: dict[str, object] = {}
+        self.api_port: int | None = None
 
     # --- public ------------------------------------------------------------------------
     def __enter__(self) -> Emulation:
@@ -153,6 +163,11 @@ class Emulation:
             if self._delay_lines and self.substrate_us is None and self.start_controller:
                 self._calibrate()
                 self.timings["calibrated_s"] = time.monotonic() - t0
+            if self.gateways and self.plan.gateways:
+                self.start_gateways()
+                if self.start_controller:
+                    self.wait_gateways(self.gateway_timeout)
+                self.timings["gateways_s"] = time.monotonic() - t0
         except BaseException:
             self.log("[emulation] start failed; removing what was built")
             self.stop()
@@ -172,6 +187,7 @@ class Emulation:
             except Exception as e:  # keep going: everything else must still be removed
                 self.log(f"[emulation] stopping delay line: {e}")
         self._delay_lines = []
+        self.stop_gateways()
         if self._controller_proc is not None:
             self._stop_controller()
         if self.net is not None:
@@ -205,6 +221,96 @@ class Emulation:
     def host(self, name: str):
         return self.net[name]
 
+    # --- gateways (computing-power gateway agents on the data-center hosts) ---------------
+    def gateway_dir(self) -> Path:
+        assert self.work_dir is not None
+        return self.work_dir / "gateways"
+
+    def start_gateways(self, only: list[str] | None = None) -> None:
+        """Start the gateway agent (``python -m gateway``) on each gateway host."""
+        self.gateway_dir().mkdir(exist_ok=True)
+        key_file = None
+        if self.adv_key:
+            key_file = self.work_dir / "adv.key"
+            key_file.write_bytes(self.adv_key)
+            key_file.chmod(0o600)
+        for g in self.plan.gateways:
+            if (only is not None and g.id not in only) or g.id in self._gateway_procs:
+                continue
+            d = self.gateway_dir()
+            cmd = [sys.executable, "-m", "gateway", "--id", g.id,
+                   "--units", ",".join(f"{k}={v}" for k, v in sorted(g.units.items())),
+                   "--price", f"{g.price if g.price is not None else 0:g}",
+                   "--green", f"{g.green if g.green is not None else 0:g}",
+                   "--services", ",".join(g.services), "--interval", f"{self.adv_interval:g}",
+                   "--state-file", str(d / f"{g.id}.json"),
+                   "--log-file", str(d / f"{g.id}.log")]
+            if g.pue is not None:
+                cmd += ["--pue", f"{g.pue:g}"]
+            if g.operator:
+                cmd += ["--operator", g.operator[:32]]
+            if key_file is not None:
+                cmd += ["--key-file", str(key_file)]
+            env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+            with open(d / f"{g.id}.stderr", "wb") as err:
+                proc = self.net[g.host].popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                              cwd=str(REPO_ROOT), env=env)
+            self._record.process(proc.pid, f"gateway:{g.id}")
+            self._gateway_procs[g.id] = proc
+        self.log(f"[emulation] {len(self._gateway_procs)} gateway agent(s) running")
+
+    def stop_gateways(self, only: list[str] | None = None) -> None:
+        procs = [(gid, p) for gid, p in self._gateway_procs.items()
+                 if only is None or gid in only]
+        for _gid, p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for gid, p in procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=3)
+            del self._gateway_procs[gid]
+
+    def gateway_state(self, gid: str) -> dict:
+        try:
+            return json.loads((self.gateway_dir() / f"{gid}.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def wait_gateways(self, timeout: float, expect: list[str] | None = None) -> list[str]:
+        """Wait until the controller lists every running gateway agent as alive."""
+        want = set(expect if expect is not None else self._gateway_procs)
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = set(self.controller_status().get("gateways_alive", []))
+            if want <= alive:
+                return sorted(alive)
+            for gid, p in self._gateway_procs.items():
+                if p.poll() is not None:
+                    err = (self.gateway_dir() / f"{gid}.stderr").read_text(errors="replace")
+                    raise BuildError(f"gateway agent {gid} exited with status {p.returncode}:"
+                                     f"\n{err[-1500:]}")
+            if time.monotonic() > deadline:
+                raise BuildError(f"gateways not registered after {timeout:.0f} s: missing "
+                                 f"{sorted(want - alive)}\n{self._log_tail()}")
+            time.sleep(0.05)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
+
+    def api(self, resource: str, body: dict | None = None, timeout: float = 5.0):
+        """GET (or PUT with ``body``) a state API resource; returns the decoded JSON."""
+        import urllib.request
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.api_url}/{resource}", data=data,
+                                     method="GET" if body is None else "PUT",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+
     def cut_link(self, a: str, b: str) -> None:
         """A fibre cut: carrier loss on both switch ports of the link."""
         ln = self.plan.link(a, b)
@@ -227,6 +333,14 @@ class Emulation:
                 "switches": len(self.plan.switches) if self.plan else 0,
                 "hosts": len(self.plan.hosts) if self.plan else 0,
                 "links": len(self.plan.links) if self.plan else 0,
+                "controller": {"policy": self.policy, "policy_params": self.policy_params,
+                               "delay_source": self.delay_source,
+                               "flow_idle_timeout_s": self.flow_idle_timeout,
+                               "gateways": [g.id for g in self.plan.gateways] if self.plan
+                               else [], "adv_interval_s": self.adv_interval,
+                               "adv_authenticated": bool(self.adv_key)},
+                "services": [vars(s) | {"kinds": list(s.kinds)} for s in self.plan.services]
+                if self.plan else [],
                 "timings": dict(self.timings),
                 "versions": emulation.software_versions()}
 
@@ -245,13 +359,24 @@ class Emulation:
             return "(no controller log)"
         return "\n".join(f"  | {ln}" for ln in text[-lines:])
 
-    def _start_controller(self) -> None:
-        port = free_tcp_port()
+    def _start_controller(self, port: int | None = None) -> None:
+        port = port or free_tcp_port()
         self._controller_port = port
         cmd = [sys.executable, "-m", "controller", "--plan", str(self.work_dir / "plan.json"),
                "--listen", f"127.0.0.1:{port}", "--status", str(self.status_path),
                "--log-file", str(self.controller_log),
-               "--probe-interval", f"{self.probe_interval:g}"]
+               "--probe-interval", f"{self.probe_interval:g}",
+               "--policy", self.policy, "--delay-source", self.delay_source,
+               "--flow-idle-timeout", str(self.flow_idle_timeout)]
+        for k, v in self.policy_params.items():
+            cmd += ["--policy-param", f"{k}={json.dumps(v)}"]
+        self.api_port = self.api_port or free_tcp_port()
+        cmd += ["--api", f"127.0.0.1:{self.api_port}"]
+        if self.adv_key:
+            key_file = self.work_dir / "adv.key"
+            key_file.write_bytes(self.adv_key)
+            key_file.chmod(0o600)
+            cmd += ["--adv-key-file", str(key_file), "--require-auth"]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         with open(self.work_dir / "controller.stderr", "wb") as err:
             self._controller_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
@@ -260,6 +385,23 @@ class Emulation:
         self._record.process(self._controller_proc.pid, "controller")
         self.log(f"[emulation] controller pid {self._controller_proc.pid} on "
                  f"127.0.0.1:{port}")
+
+    def restart_controller(self, kill: bool = True, timeout: float = 30.0) -> None:
+        """Kill (SIGKILL, as a crash) or stop the controller, start a fresh process on the
+        same OpenFlow port, and wait until it is ready again. Established flows keep
+        working meanwhile: the switches are in fail-secure mode and keep their flows."""
+        proc = self._controller_proc
+        if proc is not None and proc.poll() is None:
+            if kill:
+                proc.kill()
+                proc.wait(timeout=5)
+            else:
+                self._stop_controller()
+        self._controller_proc = None
+        if self.status_path.exists():
+            self.status_path.unlink()
+        self._start_controller(port=self._controller_port)
+        self.wait_controller_ready(timeout)
 
     def _stop_controller(self) -> None:
         proc = self._controller_proc
