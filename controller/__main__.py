@@ -105,14 +105,17 @@ def preflight(args: argparse.Namespace) -> str | None:
             return f"{opt} {path}: directory does not exist"
     if args.check:
         return None
-    host, port = args.listen
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-    except OSError as e:
-        return f"--listen {host}:{port}: cannot listen: {e.strerror}"
+    for opt, addr in (("--listen", args.listen), ("--api", args.api)):
+        if addr is None:
+            continue
+        host, port = addr
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host, port))
+        except OSError as e:
+            return f"{opt} {host}:{port}: cannot listen: {e.strerror}"
     return None
 
 

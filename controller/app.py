@@ -108,10 +108,12 @@ class EdwcController(app_manager.OSKenApp):
                 LOG.exception("sending %s to dpid=%s failed", type(msg).__name__,
                               getattr(msg.datapath, "id", None))
 
-    def _run(self, what: str, fn, *args) -> None:
+    def _run(self, what: str, fn, *args, arrived: float | None = None) -> None:
+        """``arrived``: when the event reached the app (taken before the lock, so that lock
+        waits do not inflate timing samples such as probe and echo round trips)."""
         try:
             with self.lock:
-                now = time.monotonic()
+                now = time.monotonic() if arrived is None else arrived
                 msgs = fn(*args, now)
                 self.send(msgs)
                 self._write_status(now)
@@ -202,9 +204,10 @@ class EdwcController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev):
+        arrived = time.monotonic()
         msg = ev.msg
         self._run("packet_in", self.core.packet_in, msg.datapath.id, msg.match["in_port"],
-                  bytes(msg.data))
+                  bytes(msg.data), arrived=arrived)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_barrier(self, ev):
@@ -226,7 +229,8 @@ class EdwcController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_echo_reply(self, ev):
-        self._run("echo_reply", self.core.echo_reply, ev.msg.datapath.id, ev.msg.xid)
+        self._run("echo_reply", self.core.echo_reply, ev.msg.datapath.id, ev.msg.xid,
+                  arrived=time.monotonic())
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev):
