@@ -84,3 +84,31 @@ def test_core_counts_malformed_and_foreign_probes():
     assert core.links == {}
     core.packet_in(2, 3, encode_probe(1, 2, 0.0, "good"), 0.0)
     assert list(core.links) == [(1, 2, 2, 3)]
+
+
+def test_self_probes_calibrate_link_delay_and_never_become_links():
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+
+    from tests.fakeof import FakeNetwork, ack_barriers, bring_up
+    plan = parse_plan(ring_plan_doc())
+    core = ControllerCore(plan, 1.0, now=0.0)
+    net = FakeNetwork(plan)
+    ack_barriers(core, bring_up(core, net, 0.0))
+    links = dict(core.links)
+    delays = plan.directed_delays()
+    for rnd in range(4):
+        t = 5.0 + rnd
+        msgs = [m for m in core.tick(t) if type(m).__name__ == "OFPPacketOut"]
+        selfp = [m for m in msgs if m.actions[0].port == ofp.OFPP_CONTROLLER]
+        assert len(selfp) == 4
+        for m in selfp:  # each comes back from its own switch after a 2 ms control trip
+            core.packet_in(m.datapath.id, ofp.OFPP_CONTROLLER, bytes(m.data), t + 0.002)
+        for m in msgs:  # link probes: the same control overhead plus the link's delay
+            if m in selfp:
+                continue
+            peer = net._peer(m.datapath.id, m.actions[0].port)
+            lk = (m.datapath.id, m.actions[0].port, *peer)
+            core.packet_in(peer[0], peer[1], bytes(m.data), t + 0.002 + delays[lk] / 1000)
+    assert set(core.links) == set(links)  # a self-probe never makes a link
+    for lk, ms in delays.items():
+        assert core.netmetric.delay_ms(lk) == pytest.approx(ms, abs=1e-6), lk

@@ -154,8 +154,10 @@ def test_links_expire_without_probes_and_probing_speeds_up():
     assert core.links == {} and core.counters["links_expired"] == 8
     assert "beijing>shanghai" not in core.routes.paths
     assert any(isinstance(m, parser.OFPFlowMod) for m in msgs)
-    probes = [m for m in core.tick(10.0) if isinstance(m, parser.OFPPacketOut)]
+    outs = [m for m in core.tick(10.0) if isinstance(m, parser.OFPPacketOut)]
+    probes = [m for m in outs if m.actions[0].port != ofp.OFPP_CONTROLLER]
     assert len(probes) == 8  # 4 switches x 2 link ports (host ports are never probed)
+    assert len(outs) - len(probes) == 4  # one self-probe per switch (C-NMA calibration)
     assert core.next_probe_at == 10.25  # fast: not all plan links are known
 
 
