@@ -239,6 +239,7 @@ class GatewayRegistry:
         else:
             self._gws[gw] = replace(old, advert=adv, last_seen=now, accepted=old.accepted + 1,
                                     window_s=self.window(adv.interval), sent_at=sent_at)
+        self._settle(gw, old.advert if old is not None else None, adv)
         self._last[gw] = (adv.epoch, adv.seq)
         self._last.move_to_end(gw)
         excess = len(self._last) - (len(self.registered) + 2 * self.max_gateways)
@@ -335,13 +336,31 @@ class GatewayRegistry:
         book.items.append(_Reservation(now, kind, units, grace))
         return True
 
+    def _settle(self, gw: str, prev: Any, adv: Any) -> None:
+        """An advert carrying ``jobs`` (jobs started this epoch) settles exactly the
+        reservations it counts: the n oldest, where n is how much ``jobs`` grew. A new
+        epoch (the agent restarted) settles them all: its state starts afresh."""
+        book = self._books.get(gw)
+        jobs = getattr(adv, "jobs", None)
+        if book is None or not _is_int(jobs):
+            return
+        if prev is None or prev.epoch != adv.epoch or not _is_int(getattr(prev, "jobs", None)):
+            if prev is not None and prev.epoch != adv.epoch:
+                book.items.clear()
+            return
+        n = max(0, jobs - prev.jobs)
+        for _ in range(min(n, len(book.items))):
+            book.items.popleft()
+
     def _prune(self, gw: str, now: float) -> None:
         book, st = self._books.get(gw), self._gws.get(gw)
         if book is None or st is None:
             return
         life = self.reservation_intervals * self.clamp_interval(st.advert.interval)
+        counted = _is_int(getattr(st.advert, "jobs", None))
         book.items = deque(r for r in book.items
-                           if now - r.made_at <= life and r.made_at + r.grace >= st.sent_at)
+                           if now - r.made_at <= life
+                           and (counted or r.made_at + r.grace >= st.sent_at))
 
     def reserved(self, gw: str, now: float) -> dict[str | None, int]:
         """Pending reserved units per kind (None: kind not known) after pruning."""

@@ -48,7 +48,7 @@ MAX_SEQ = 2**63 - 1
 
 REQUIRED = ("gw", "epoch", "seq", "ts", "interval", "units", "util", "queue", "delay_ms",
             "price", "green", "services")
-OPTIONAL = ("pue", "operator")
+OPTIONAL = ("pue", "operator", "jobs")
 
 
 class AdvertError(ValueError):
@@ -71,6 +71,8 @@ class Advert:
     services: tuple[str, ...]
     pue: float | None = None
     operator: str | None = None
+    jobs: int | None = None  # jobs started since this epoch began (lets the controller
+    #                          tell which of its placements an advert already counts)
     authenticated: bool = False  # set by decode when a valid HMAC was checked
 
 
@@ -183,6 +185,8 @@ def validate_fields(obj: Any) -> dict[str, Any]:
         out["pue"] = _num(obj, "pue", 1.0, 5.0)
     if "operator" in obj:
         out["operator"] = _operator(obj["operator"])
+    if "jobs" in obj:
+        out["jobs"] = _int(obj, "jobs", 0, MAX_SEQ)
     return out
 
 
@@ -201,6 +205,8 @@ def _body_object(adv: Advert) -> dict[str, Any]:
         obj["pue"] = adv.pue
     if adv.operator is not None:
         obj["operator"] = adv.operator
+    if adv.jobs is not None:
+        obj["jobs"] = adv.jobs
     return obj
 
 

@@ -65,12 +65,14 @@ def setup(policy: str = "nearest", budget_ms: float = 30.0):
 
 
 def advert_frame(plan, gw: str, seq: int, free: int, total: int = 8, delay_ms: float = 0.0,
-                 ts: float = WALL0, epoch: int = 1, src: str | None = None) -> tuple[int, bytes]:
+                 ts: float = WALL0, epoch: int = 1, src: str | None = None,
+                 jobs: int | None = None) -> tuple[int, bytes]:
     g = next(x for x in plan.gateways if x.id == gw)
     host = plan.host(src) if src else plan.host(g.host)
     adv = Advert(gw=gw, epoch=epoch, seq=seq, ts=ts, interval=1.0,
                  units={"cuda": (total, free)}, util=1 - free / total, queue=0,
-                 delay_ms=delay_ms, price=g.price, green=g.green, services=("infer",))
+                 delay_ms=delay_ms, price=g.price, green=g.green, services=("infer",),
+                 jobs=jobs)
     frame = udp_frame(host.mac, SERVICE_MAC, host.ip, ADV_ADDR, 40000, ADV_PORT,
                       encode_advert(adv))
     return host.dpid, frame
@@ -177,6 +179,27 @@ def test_reservations_spread_a_burst_before_the_next_advert():
         _, f = open_flow(core, net, plan, "beijing", sport, 1.0)
         gws.append(trace_packet(net, pkt_fields(f), 1, 1)[2])
     assert gws == ["chengdu", "chengdu", "shanghai", "shanghai"]
+
+
+def test_jobs_count_settles_exactly_the_reservations_an_advert_shows():
+    """A triggered advert arriving between two placements must neither double-count the
+    first job (advert free units AND its reservation) nor forget the second."""
+    plan, core, net, wall = setup()
+    for gw in ("shanghai", "chengdu"):
+        dpid, frame = advert_frame(plan, gw, 1, 4, total=4, jobs=0)
+        core.packet_in(dpid, 1, frame, 1.0)
+    _, f1 = open_flow(core, net, plan, "beijing", 2100, 1.0)
+    assert trace_packet(net, pkt_fields(f1), 1, 1)[2] == "chengdu"
+    dpid, frame = advert_frame(plan, "chengdu", 2, 2, total=4, jobs=1)  # job 1 started
+    core.packet_in(dpid, 1, frame, 1.01)
+    assert core.registry.effective_free("chengdu", ["cuda"], 1.01) == 2
+    _, f2 = open_flow(core, net, plan, "beijing", 2101, 1.02)
+    assert trace_packet(net, pkt_fields(f2), 1, 1)[2] == "chengdu"
+    _, f3 = open_flow(core, net, plan, "beijing", 2102, 1.03)  # chengdu now full
+    assert trace_packet(net, pkt_fields(f3), 1, 1)[2] == "shanghai"
+    dpid, frame = advert_frame(plan, "chengdu", 3, 0, total=4, jobs=2)  # job 2 started
+    core.packet_in(dpid, 1, frame, 1.05)
+    assert core.registry.effective_free("chengdu", ["cuda"], 1.05) == 0
 
 
 def test_silent_gateway_expires_and_is_avoided():

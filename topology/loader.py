@@ -24,7 +24,7 @@ MISSING_COORDS_CHOICES = ("error", "drop", "neighbours")
 
 
 def builtin_names() -> list[str]:
-    return sorted(p.stem for p in DATA_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in DATA_DIR.glob("*.yaml") if p.stem != "services")
 
 
 def resolve(spec: str) -> Path:
