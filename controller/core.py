@@ -56,6 +56,8 @@ COUNTERS = ("packet_in", "arp_replies", "arp_dropped", "probes_malformed", "prob
 MAX_WARNED = 100  # distinct unknown links warned about (hostile probes must not grow memory)
 LINK_EXPIRY_INTERVALS = 3  # a link not refreshed for this many probe intervals is gone
 FAST_PROBE_DIVISOR = 4  # probe this much faster until every plan link is discovered
+MEASURED_REROUTE_MS = 0.2  # with --delay-source measured, re-route when a link's estimate
+MEASURED_REROUTE_FRACTION = 0.1  # moves by more than both of these
 SELF_PROBE_BASE = 0xFF00_0000  # probe "port" numbers from here on tag self-probes
 SELF_PROBE_SPAN = 0x00F0_0000
 
@@ -96,6 +98,7 @@ class ControllerCore:
         self._flow_parts: dict[int, list] = {}  # dpid -> flow stats received so far
         self._now_hint = now  # the latest `now` seen by tick (for status())
         self._self_probe_seq = 0
+        self._delays_used: dict[DirectedLink, float] = {}
         # After a (re)start the topology is partly known for a moment: routes of an earlier
         # process are not deleted until every plan link is back, or this much time passed.
         self.hold_deletes_until = now + LINK_EXPIRY_INTERVALS * probe_interval
@@ -542,6 +545,8 @@ class ControllerCore:
                 dp = self.dps[dpid]
                 msgs.append(self._self_probe(dp, now))
                 msgs += [self._probe(dp, port, now) for port in self._probe_ports(dpid)]
+            if self._measured_moved():
+                msgs += self._reroute(now, "measured link delays changed")
             fast = not self._expected_links <= self.links.keys()
             step = self.probe_interval / FAST_PROBE_DIVISOR if fast else self.probe_interval
             self.next_probe_at = now + step
@@ -619,7 +624,23 @@ class ControllerCore:
             d = self.netmetric.delay_ms(lk)
             if d is not None:
                 out[lk] = max(0.0, d)
+        self._delays_used = dict(out)
         return out
+
+    def _measured_moved(self) -> bool:
+        """A measured link delay moved enough to re-route on (hysteresis: 0.2 ms and 10 %,
+        so estimator noise does not flap paths)."""
+        if self.delay_source != "measured":
+            return False
+        for lk in self.links:
+            d = self.netmetric.delay_ms(lk)
+            if d is None:
+                continue
+            old = self._delays_used.get(lk)
+            if old is None or abs(d - old) > max(MEASURED_REROUTE_MS,
+                                                 MEASURED_REROUTE_FRACTION * old):
+                return True
+        return False
 
     def _self_probe(self, dp: Any, now: float) -> Any:
         """A probe sent to OFPP_CONTROLLER: it comes back as a packet-in from the same
