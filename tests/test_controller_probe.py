@@ -112,3 +112,44 @@ def test_self_probes_calibrate_link_delay_and_never_become_links():
     assert set(core.links) == set(links)  # a self-probe never makes a link
     for lk, ms in delays.items():
         assert core.netmetric.delay_ms(lk) == pytest.approx(ms, abs=1e-6), lk
+
+
+def test_measured_delays_reroute_with_hysteresis():
+    """--delay-source measured: the ring's 10 ms beijing->shanghai link measures 0.5 ms, so
+    the direct path wins; noise below 0.2 ms / 10 % does not re-route."""
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+
+    from tests.fakeof import FakeNetwork, ack_barriers, bring_up
+    plan = parse_plan(ring_plan_doc())
+    core = ControllerCore(plan, 1.0, now=0.0, delay_source="measured")
+    net = FakeNetwork(plan)
+    ack_barriers(core, bring_up(core, net, 0.0))
+    assert core.routes.paths["beijing>shanghai"] == ["beijing", "chengdu", "guangzhou",
+                                                     "shanghai"]
+    measured = dict(plan.directed_delays())
+    measured[(1, 2, 2, 3)] = 0.5
+
+    def round_(t: float, jitter: float = 0.0) -> list:
+        out = core.tick(t)
+        msgs = [m for m in out if type(m).__name__ == "OFPPacketOut"]
+        for m in msgs:
+            if m.actions[0].port == ofp.OFPP_CONTROLLER:
+                out += core.packet_in(m.datapath.id, ofp.OFPP_CONTROLLER, bytes(m.data),
+                                      t + 0.001)
+        for m in msgs:
+            if m.actions[0].port != ofp.OFPP_CONTROLLER:
+                peer = net._peer(m.datapath.id, m.actions[0].port)
+                lk = (m.datapath.id, m.actions[0].port, *peer)
+                out += core.packet_in(peer[0], peer[1], bytes(m.data),
+                                      t + 0.001 + (measured[lk] + jitter) / 1000)
+        return out
+
+    for i in range(4):
+        net.apply(round_(5.0 + i))
+    net.apply(round_(9.0))  # the tick after the estimates settle re-routes
+    assert core.routes.paths["beijing>shanghai"] == ["beijing", "shanghai"]
+    assert net.trace("beijing", "shanghai") == ["beijing", "shanghai"]
+    version = core.routes_version
+    for i in range(4):  # +0.1 ms everywhere: under the hysteresis, no re-route
+        net.apply(round_(10.0 + i, jitter=0.1))
+    assert core.routes_version == version
