@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay-source", choices=["model", "measured"], default="model",
                    help="link delays for routing and placement: the plan's (model) or the "
                         "controller's measurement (falls back to the model per link)")
-    p.add_argument("--newflow-rate", type=int, default=5000, metavar="PPS",
-                   help="packet-ins per second per switch for new flows (meter; default 5000)")
+    p.add_argument("--newflow-rate", type=int, default=600, metavar="PPS",
+                   help="packet-ins per second per switch for new flows (meter; default 600, "
+                        "below what the controller sustains on a small machine)")
     p.add_argument("--check", action="store_true", help="validate the plan and exit")
     return p
 
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(plan.links)} links (run {plan.run_id})")
         return 0
 
+    # os-ken hands each event across threads (receive, app, send); with the default 5 ms
+    # GIL switch interval a busy thread can hold a new flow's first packet for milliseconds.
+    sys.setswitchinterval(0.0005)
     setup_logging(args.log_file, args.log_level)
     log = logging.getLogger("edwc.controller")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from os_ken.base import app_manager
@@ -93,6 +94,8 @@ class EdwcController(app_manager.OSKenApp):
             idle_timeout=rt.idle_timeout, meter_rates=rt.meter_rates,
             delay_source=rt.delay_source)
         self.api = None
+        # per handler, recent (waited for the lock, core, sending, status write) seconds
+        self.timing: dict[str, deque] = {}
         self.api_address: tuple[str, int] | None = None
         self.status = StatusWriter(RUNTIME.status_path) if RUNTIME.status_path else None
         self.lock = threading.RLock()
@@ -112,11 +115,16 @@ class EdwcController(app_manager.OSKenApp):
         """``arrived``: when the event reached the app (taken before the lock, so that lock
         waits do not inflate timing samples such as probe and echo round trips)."""
         try:
+            t0 = time.monotonic()
             with self.lock:
-                now = time.monotonic() if arrived is None else arrived
+                now = t0 if arrived is None else arrived
                 msgs = fn(*args, now)
+                t1 = time.monotonic()
                 self.send(msgs)
+                t2 = time.monotonic()
                 self._write_status(now)
+            self.timing.setdefault(what, deque(maxlen=1000)).append(
+                (t0 - now, t1 - t0, t2 - t1, time.monotonic() - t2))
         except Exception:
             LOG.exception("handler %s FAILED (the controller keeps running)", what)
 
@@ -155,7 +163,23 @@ class EdwcController(app_manager.OSKenApp):
     # ---- the state API's provider (called from the API thread) -------------------------
     def api_get(self, resource: str, query: dict) -> object:
         with self.lock:
-            return self.core.api_view(resource, query, time.monotonic())
+            view = self.core.api_view(resource, query, time.monotonic())
+            if resource == "counters":
+                view["handler_ms"] = self.timing_summary()
+            return view
+
+    def timing_summary(self) -> dict:
+        """Median and p99 of each handler's phases over its recent events, in ms."""
+        out = {}
+        for what, samples in self.timing.items():
+            cols = list(zip(*samples))
+            row = {"n": len(samples)}
+            for name, col in zip(("lock_wait", "core", "send", "status"), cols):
+                v = sorted(col)
+                row[name] = [round(v[len(v) // 2] * 1000, 3),
+                             round(v[min(len(v) - 1, int(len(v) * 0.99))] * 1000, 3)]
+            out[what] = row
+        return out
 
     def api_set_policy(self, spec: str, params: dict) -> dict:
         with self.lock:

@@ -84,8 +84,36 @@ class _Reservation:
 
 
 @dataclass
-class _Book:  # pending reservations of one gateway
+class _Book:
+    """Pending reservations of one gateway, oldest first, with running totals per kind so
+    that reading them costs O(kinds), not O(reservations) (this runs for every candidate of
+    every new flow)."""
+
     items: deque = field(default_factory=deque)
+    totals: dict = field(default_factory=dict)
+
+    def add(self, r: _Reservation) -> None:
+        self.items.append(r)
+        self.totals[r.kind] = self.totals.get(r.kind, 0) + r.units
+
+    def pop_oldest(self) -> _Reservation:
+        r = self.items.popleft()
+        left = self.totals.get(r.kind, 0) - r.units
+        if left > 0:
+            self.totals[r.kind] = left
+        else:
+            self.totals.pop(r.kind, None)
+        return r
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.totals.clear()
+
+    def rebuild(self, keep) -> None:
+        items = [r for r in self.items if keep(r)]
+        self.clear()
+        for r in items:
+            self.add(r)
 
 
 def _finite(x: Any) -> bool:
@@ -329,11 +357,11 @@ class GatewayRegistry:
         book = self._books.setdefault(gw, _Book())
         self._prune(gw, now)
         if len(book.items) >= MAX_RESERVATIONS:
-            book.items.popleft()
+            book.pop_oldest()
             self.counters["reservations_dropped"] += 1
         grace = self.reservation_grace_s if grace_s is None or not _finite(grace_s) \
             or grace_s < 0 else float(grace_s)
-        book.items.append(_Reservation(now, kind, units, grace))
+        book.add(_Reservation(now, kind, units, grace))
         return True
 
     def _settle(self, gw: str, prev: Any, adv: Any) -> None:
@@ -346,29 +374,43 @@ class GatewayRegistry:
             return
         if prev is None or prev.epoch != adv.epoch or not _is_int(getattr(prev, "jobs", None)):
             if prev is not None and prev.epoch != adv.epoch:
-                book.items.clear()
+                book.clear()
             return
         n = max(0, jobs - prev.jobs)
         for _ in range(min(n, len(book.items))):
-            book.items.popleft()
+            book.pop_oldest()
 
     def _prune(self, gw: str, now: float) -> None:
         book, st = self._books.get(gw), self._gws.get(gw)
         if book is None or st is None:
             return
         life = self.reservation_intervals * self.clamp_interval(st.advert.interval)
-        counted = _is_int(getattr(st.advert, "jobs", None))
-        book.items = deque(r for r in book.items
-                           if now - r.made_at <= life
-                           and (counted or r.made_at + r.grace >= st.sent_at))
+        items = book.items
+        while items and now - items[0].made_at > life:  # oldest first: a prefix expires
+            book.pop_oldest()
+        if not _is_int(getattr(st.advert, "jobs", None)) and items and \
+                min(r.made_at + r.grace for r in items) < st.sent_at:
+            # an agent without job counts: an advert sent after a placement's grace shows it
+            book.rebuild(lambda r: r.made_at + r.grace >= st.sent_at)
 
     def reserved(self, gw: str, now: float) -> dict[str | None, int]:
         """Pending reserved units per kind (None: kind not known) after pruning."""
         self._prune(gw, now)
-        out: dict[str | None, int] = {}
-        for r in self._books.get(gw, _Book()).items:
-            out[r.kind] = out.get(r.kind, 0) + r.units
-        return out
+        book = self._books.get(gw)
+        return dict(book.totals) if book is not None else {}
+
+    def kind_free(self, gw: str, kinds: Sequence[str] | None, now: float
+                  ) -> dict[str, tuple[int, int]]:
+        """kind -> (total, effective free) for the acceptable kinds. A job runs on ONE kind,
+        so feasibility is judged per kind, not on the sum."""
+        st = self.get(gw, now)
+        if st is None:
+            return {}
+        res = self.reserved(gw, now)
+        unknown = res.get(None, 0)
+        return {k: (st.advert.units[k][0],
+                    max(0, st.advert.units[k][1] - res.get(k, 0) - unknown))
+                for k in self._kinds(st, kinds)}
 
     def _kinds(self, st: GatewayState, kinds: Sequence[str] | None) -> list[str]:
         have = st.advert.units

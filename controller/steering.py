@@ -224,15 +224,17 @@ class Steering:
             fwd, rev = routes.delay_ms(client_dpid, g.dpid), routes.delay_ms(g.dpid, client_dpid)
             if fwd is None or rev is None:
                 continue
-            kinds = tuple(service.kinds)
-            total = sum(t for k, (t, _f) in adv.units.items() if k in kinds)
-            if total <= 0:
+            per_kind = self.registry.kind_free(gid, service.kinds, now)
+            if not per_kind or max(t for t, _f in per_kind.values()) <= 0:
                 continue
+            # A job holds units of ONE kind: the candidate offers its best kind (most
+            # effective free units, then the larger pool).
+            total, free = max(per_kind.values(), key=lambda tf: (tf[1], tf[0]))
             rtt = fwd + rev
             out.append(Candidate(
                 gateway=gid, site=g.site, hub=g.hub, rtt_ms=round(rtt, 6),
                 latency_ms=round(rtt + adv.delay_ms, 6),
-                free_units=self.registry.effective_free(gid, kinds, now), total_units=total,
+                free_units=free, total_units=total,
                 utilization=adv.util, queue=adv.queue, delay_ms=adv.delay_ms, price=adv.price,
                 green=adv.green, pue=adv.pue, operator=adv.operator))
         return out

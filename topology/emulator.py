@@ -91,6 +91,7 @@ class Emulation:
     adv_key: bytes | None = None  # shared HMAC key for advertisements (None: unsigned)
     delay_source: str = "model"  # link delays the controller routes on: model | measured
     flow_idle_timeout: int = 10  # seconds before an idle steered flow's placement ends
+    newflow_rate: int | None = None  # new-flow packet-ins/s per switch (None: the default)
     gateway_timeout: float = 15.0  # wait this long for every gateway to be registered
     log: object = print
     choice: EmulationChoice | None = None
@@ -368,6 +369,8 @@ class Emulation:
                "--probe-interval", f"{self.probe_interval:g}",
                "--policy", self.policy, "--delay-source", self.delay_source,
                "--flow-idle-timeout", str(self.flow_idle_timeout)]
+        if self.newflow_rate is not None:
+            cmd += ["--newflow-rate", str(self.newflow_rate)]
         for k, v in self.policy_params.items():
             cmd += ["--policy-param", f"{k}={json.dumps(v)}"]
         self.api_port = self.api_port or free_tcp_port()
