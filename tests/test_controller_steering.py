@@ -362,3 +362,30 @@ def test_api_views_are_json():
     assert core.api_view("services", {}, 1.0)[0]["active_flows"] == 1
     with pytest.raises(KeyError):
         core.api_view("nope", {}, 1.0)
+
+
+def test_feasibility_is_per_accelerator_kind():
+    """5 free CUDA + 5 free CANN units cannot run a 6-unit job: a job holds one kind."""
+    doc = steering_plan_doc()
+    doc["services"][0].update(units=6, kinds=["cuda", "cann"])
+    for g in doc["gateways"]:
+        g["units"] = {"cuda": 8, "cann": 8}
+    plan = parse_plan(doc)
+    wall = Clock()
+    core = ControllerCore(plan, 1.0, now=0.0, wall=wall)
+    net = FakeNetwork(plan)
+    ack_barriers(core, bring_up(core, net, 0.0))
+    for seq, (cuda, cann) in enumerate(((5, 5), (8, 6)), start=1):
+        g = next(x for x in plan.gateways if x.id == "chengdu")
+        adv = Advert(gw="chengdu", epoch=1, seq=seq, ts=wall.t, interval=1.0,
+                     units={"cuda": (8, cuda), "cann": (8, cann)}, util=0.5, queue=0,
+                     delay_ms=0.0, price=g.price, green=g.green, services=("infer",), jobs=0)
+        core.packet_in(4, 1, udp_frame(g.mac, SERVICE_MAC, g.ip, ADV_ADDR, 40000, ADV_PORT,
+                                       encode_advert(adv)), 1.0 + seq)
+        msgs, frame = open_flow(core, net, plan, "beijing", 3300 + seq, 1.0 + seq)
+        if seq == 1:
+            assert core.steering.decisions[-1].gateway is None  # refused: no kind has 6
+            assert "none with 6 free" in core.steering.decisions[-1].reason
+        else:
+            assert trace_packet(net, pkt_fields(frame), 1, 1)[2] == "chengdu"
+            assert core.registry.reserved("chengdu", 3.0) == {"cuda": 6}  # the 8-free kind
