@@ -592,6 +592,8 @@ class Emulation:
                  f"{cal.intercept_us:.0f} us at the ends ({len(cal.points)} paths); the delay "
                  f"line now subtracts {cal.compensation_us:.0f} us per link, leaving "
                  f"~{cal.residual_us:.0f} us per path one-way")
+        if cal.note:
+            self.log(f"[emulation] calibration: {cal.note}")
 
     def _check_ports(self) -> None:
         """OVS reports a port it could not open (e.g. no AF_XDP in the kernel) only in the
