@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
+
+from probes.stats import percentile
 
 Link = tuple[int, int, int, int]  # (from_dpid, from_port, to_dpid, to_port)
 STATISTICS = ("median", "min")
@@ -278,19 +280,6 @@ class LinkDelayEstimator:
 
 
 # ---- comparison with the configured delays ------------------------------------------------
-def percentile(values: Iterable[float], p: float) -> float | None:
-    """Linear-interpolated percentile (0..100) of ``values``; None when empty."""
-    xs = sorted(values)
-    if not xs:
-        return None
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {p!r}")
-    pos = (len(xs) - 1) * p / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
 def compare(snapshot: Mapping[str, Any], configured: Mapping[Any, float],
             field_name: str = "estimate_ms") -> dict:
     """Measured (``snapshot["links"][*][field_name]``) against configured one-way delays.

@@ -19,6 +19,8 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
+from probes.owd import stop_process
+
 MAX_INPUT = 16 * 1024 * 1024
 DEFAULT_PORT = 5201
 
@@ -187,19 +189,6 @@ def listening(pid: int, port: int) -> bool:
     return False
 
 
-def _stop(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=grace_s)
-    for f in (proc.stdout, proc.stderr):
-        if f is not None:
-            f.close()
-
-
 def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float = 2.0,
               bandwidth: float | None = None, port: int = DEFAULT_PORT, streams: int = 1
               ) -> IperfResult:
@@ -234,4 +223,4 @@ def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float 
                                 if err.strip() else "")) from None
     finally:
         for p in reversed(procs):
-            _stop(p)
+            stop_process(p)

@@ -61,6 +61,21 @@ class _Stop(Exception):
     pass
 
 
+
+def _messages(s, stats: dict):
+    """Decoded messages waiting on socket ``s`` with their bytes, receive time and sender;
+    packets that do not decode are counted in ``stats["bad_packets"]`` and skipped."""
+    while (got := _recv(s, stats)) is not None:
+        data, t_rx, addr = got
+        if addr is None:
+            continue
+        try:
+            msg = decode(data)
+        except ProbeFormatError:
+            stats["bad_packets"] += 1
+            continue
+        yield msg, data, t_rx, addr
+
 def _raise_stop(signum, frame):
     raise _Stop()
 
@@ -159,15 +174,7 @@ def reflect(port: int, lifetime_s: float | None = None, rt_priority: int = 0,
             wait = 1.0 if end is None else max(0.0, min(1.0, end - time.monotonic()))
             if not select.select([s], [], [], wait)[0]:
                 continue
-            while (got := _recv(s, stats)) is not None:
-                data, t_rx, addr = got
-                if addr is None:
-                    continue
-                try:
-                    msg = decode(data)
-                except ProbeFormatError:
-                    stats["bad_packets"] += 1
-                    continue
+            for msg, data, t_rx, addr in _messages(s, stats):
                 if isinstance(msg, Probe) and msg.kind == PROBE:
                     if not msg.warmup:
                         key = (addr, msg.session)
@@ -246,15 +253,7 @@ def send(dst: str, port: int, count: int, interval_s: float, size: int = 64, war
 
     def drain() -> None:
         nonlocal report
-        while (got := _recv(s, stats)) is not None:
-            data, t_rx, addr = got
-            if addr is None:
-                continue
-            try:
-                msg = decode(data)
-            except ProbeFormatError:
-                stats["bad_packets"] += 1
-                continue
+        for msg, _data, t_rx, _addr in _messages(s, stats):
             if getattr(msg, "session", None) != session:
                 stats["foreign_packets"] += 1
             elif isinstance(msg, Probe) and msg.kind == REPLY:

@@ -11,6 +11,8 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
+from probes import stats
+
 _REPLY = re.compile(r"icmp_seq=(\d+)\b.*?\btime[=<]([0-9.]+) ?ms")
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 MAX_INPUT = 4 * 1024 * 1024
@@ -49,16 +51,9 @@ class PingResult:
 
 
 def percentile(values, q: float) -> float:
-    """Linear-interpolation percentile (numpy's default), q in [0, 100]."""
-    xs = sorted(values)
-    if not xs:
-        return math.nan
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} outside [0, 100]")
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    """Linear-interpolation percentile (numpy's default), q in [0, 100]; NaN when empty."""
+    v = stats.percentile(list(values), q)
+    return math.nan if v is None else v
 
 
 def parse_ping(text: str) -> PingResult:
