@@ -384,12 +384,8 @@ class ControllerCore:
                 continue
             if cookie in (ofmsg.COOKIE, COOKIE_STEER):
                 continue
-            m = dp.ofproto_parser.OFPMatch(**fields)
-            msgs.append(dp.ofproto_parser.OFPFlowMod(
-                datapath=dp, cookie=cookie, cookie_mask=0xFFFF_FFFF_FFFF_FFFF,
-                table_id=ofmsg.TABLE, command=dp.ofproto.OFPFC_DELETE_STRICT, priority=prio,
-                buffer_id=dp.ofproto.OFP_NO_BUFFER, out_port=dp.ofproto.OFPP_ANY,
-                out_group=dp.ofproto.OFPG_ANY, match=m))
+            msgs.append(ofmsg.flow_delete_strict(dp, prio, ofmsg.match(dp, **fields),
+                                                 cookie=cookie))
             self.counters["foreign_flows_deleted"] += 1
         if msgs:
             LOG.info("switch dpid=%d: deleted %d flow(s) not installed by this controller",

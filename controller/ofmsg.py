@@ -54,14 +54,17 @@ def output(dp: Any, port: int, max_len: int = 0) -> Any:
 
 
 def flowmod(dp: Any, command: int, priority: int, match_: Any, actions: list | None = None,
-            strict: bool = False, meter: int | None = None) -> Any:
+            strict: bool = False, meter: int | None = None, cookie: int = COOKIE,
+            idle_timeout: int = 0, flags: int = 0) -> Any:
+    """Modify and delete commands match ``cookie`` exactly (they only touch that owner's
+    flows); an add stamps it."""
     o = dp.ofproto
     return dp.ofproto_parser.OFPFlowMod(
-        datapath=dp, cookie=COOKIE, cookie_mask=COOKIE_MASK if command in (
+        datapath=dp, cookie=cookie, cookie_mask=COOKIE_MASK if command in (
             o.OFPFC_MODIFY, o.OFPFC_MODIFY_STRICT, o.OFPFC_DELETE, o.OFPFC_DELETE_STRICT) else 0,
-        table_id=TABLE, command=command, idle_timeout=0, hard_timeout=0,
+        table_id=TABLE, command=command, idle_timeout=idle_timeout, hard_timeout=0,
         priority=priority, buffer_id=o.OFP_NO_BUFFER, out_port=o.OFPP_ANY, out_group=o.OFPG_ANY,
-        flags=0, match=match_, instructions=apply_actions(dp, actions or [], meter))
+        flags=flags, match=match_, instructions=apply_actions(dp, actions or [], meter))
 
 
 def flow_add(dp: Any, priority: int, match_: Any, actions: list, meter: int | None = None) -> Any:
@@ -72,8 +75,8 @@ def flow_modify_strict(dp: Any, priority: int, match_: Any, actions: list) -> An
     return flowmod(dp, dp.ofproto.OFPFC_MODIFY_STRICT, priority, match_, actions)
 
 
-def flow_delete_strict(dp: Any, priority: int, match_: Any) -> Any:
-    return flowmod(dp, dp.ofproto.OFPFC_DELETE_STRICT, priority, match_)
+def flow_delete_strict(dp: Any, priority: int, match_: Any, cookie: int = COOKIE) -> Any:
+    return flowmod(dp, dp.ofproto.OFPFC_DELETE_STRICT, priority, match_, cookie=cookie)
 
 
 def delete_all_table0(dp: Any) -> Any:

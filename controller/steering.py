@@ -118,13 +118,9 @@ def _set(dp: Any, **kw: Any) -> Any:
 
 
 def _steer_flow(dp: Any, m: Any, actions: list, idle: int, notify: bool = False) -> Any:
-    o = dp.ofproto
-    return dp.ofproto_parser.OFPFlowMod(
-        datapath=dp, cookie=COOKIE_STEER, cookie_mask=0, table_id=ofmsg.TABLE,
-        command=o.OFPFC_ADD, idle_timeout=idle, hard_timeout=0, priority=PRIO_STEER,
-        buffer_id=o.OFP_NO_BUFFER, out_port=o.OFPP_ANY, out_group=o.OFPG_ANY,
-        flags=o.OFPFF_SEND_FLOW_REM if notify else 0, match=m,
-        instructions=ofmsg.apply_actions(dp, actions))
+    return ofmsg.flowmod(dp, dp.ofproto.OFPFC_ADD, PRIO_STEER, m, actions,
+                         cookie=COOKIE_STEER, idle_timeout=idle,
+                         flags=dp.ofproto.OFPFF_SEND_FLOW_REM if notify else 0)
 
 
 def ingress_actions(dp: Any, p: Placement) -> list:
@@ -163,12 +159,8 @@ def placement_deletes(dps: dict[int, Any], p: Placement) -> list:
     def delete(dpid: int, m_fn, ip: str) -> None:
         dp = dps.get(dpid)
         if dp is not None:
-            msgs.append(dp.ofproto_parser.OFPFlowMod(
-                datapath=dp, cookie=COOKIE_STEER, cookie_mask=0xFFFF_FFFF_FFFF_FFFF,
-                table_id=ofmsg.TABLE, command=dp.ofproto.OFPFC_DELETE_STRICT,
-                priority=PRIO_STEER, buffer_id=dp.ofproto.OFP_NO_BUFFER,
-                out_port=dp.ofproto.OFPP_ANY, out_group=dp.ofproto.OFPG_ANY,
-                match=m_fn(dp, p.key, ip)))
+            msgs.append(ofmsg.flow_delete_strict(dp, PRIO_STEER, m_fn(dp, p.key, ip),
+                                                 cookie=COOKIE_STEER))
 
     delete(p.forward[0][0], forward_match, p.key.service_ip)
     for dpid, _ in p.forward[1:]:
