@@ -396,8 +396,7 @@ class ControllerCore:
     def _adopt(self, dpid: int, fields: dict, actions: list, now: float) -> None:
         """Rebuild a placement from its client-switch rule (after a controller restart)."""
         svc_ip = fields.get("ipv4_dst")
-        host = self._host_at.get((dpid, next((h.port for h in self.plan.hosts
-                                               if h.dpid == dpid), 0)))
+        host = next((h for h in self.plan.hosts if h.dpid == dpid), None)
         if svc_ip not in self._service_ips or host is None or \
                 fields.get("ipv4_src") != host.ip:
             return
@@ -462,7 +461,7 @@ class ControllerCore:
             if self._path_ok(p, index):
                 continue
             msgs += placement_deletes(self.dps, p)
-            gw = next(g for g in self.plan.gateways if g.id == p.gateway)
+            gw = self.steering.gateways[p.gateway]
             client = next(h for h in self.plan.hosts if h.name == p.client)
             fwd = self.routes.hops(client.dpid, gw.dpid)
             rev = self.routes.hops(gw.dpid, client.dpid)
