@@ -73,7 +73,7 @@ fi
 # The project itself: a .pth file puts the checkout on the venv's path (no build step).
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$HERE" > "$site/edwc_testbed.pth"
-"$VENV/bin/python" -c 'import topology.mncompat, mininet.net, os_ken, networkx, yaml' \
+"$VENV/bin/python" -c 'import topology.mncompat, mininet.net, os_ken, networkx, yaml, matplotlib' \
     || { echo "setup.sh: the environment in $VENV is incomplete; delete it and run setup.sh again" >&2; exit 1; }
 
 # --- 3. Open vSwitch ----------------------------------------------------------

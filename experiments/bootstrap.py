@@ -1,7 +1,7 @@
 """Make `sudo python experiments/X.py` work whichever `python` sudo finds.
 
 Standard library only. If the running interpreter cannot import the testbed's
-dependencies (Mininet, os-ken, networkx, PyYAML), re-execute the script with the project's
+dependencies (Mininet, os-ken, networkx, PyYAML, matplotlib), re-execute the script with the project's
 virtual environment (.venv, made by ./setup.sh), whose python sees Debian's Mininet and the
 pinned packages.
 """
@@ -14,7 +14,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
-REQUIRED = ("mininet", "os_ken", "networkx", "yaml")
+REQUIRED = ("mininet", "os_ken", "networkx", "yaml", "matplotlib")
 _GUARD = "EDWC_TESTBED_REEXEC"
 
 
