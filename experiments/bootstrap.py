@@ -1,9 +1,9 @@
 """Make `sudo python experiments/X.py` work whichever `python` sudo finds.
 
 Standard library only. If the running interpreter cannot import the testbed's
-dependencies (Mininet, os-ken, networkx, PyYAML, matplotlib), re-execute the script with the project's
-virtual environment (.venv, made by ./setup.sh), whose python sees Debian's Mininet and the
-pinned packages.
+dependencies (Mininet, os-ken, networkx, PyYAML, matplotlib), re-execute the script with
+the project's virtual environment (.venv, made by ./setup.sh), whose python sees Debian's
+Mininet and the pinned packages.
 """
 
 from __future__ import annotations
