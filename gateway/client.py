@@ -20,6 +20,7 @@ from typing import Any
 from .protocol import SERVICE_PORT
 
 MAX_REPLY = 4096
+KEEPALIVE_S = 1  # below the smallest flow idle timeout the experiments use (3 s)
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,21 @@ class _Lines:
         return obj
 
 
+def keep_alive(sock: socket.socket, idle_s: int = KEEPALIVE_S) -> None:
+    """TCP keepalive every ``idle_s`` seconds while the job runs silently: a steered flow's
+    rules idle out (the controller's --flow-idle-timeout, 3-10 s) and the done reply of a
+    longer job would then miss the reverse rewrite and never reach the client."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt, val in (("TCP_KEEPIDLE", idle_s), ("TCP_KEEPINTVL", idle_s), ("TCP_KEEPCNT", 5)):
+        if hasattr(socket, opt):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+
+
 def request_job(addr: str, port: int, service: str, units: int, kinds: list[str] | None,
                 duration_s: float, timeout_s: float = 5.0) -> JobReply:
     """Run one job. timeout_s bounds the connect, the wait for the start reply (including
-    any queueing) and, beyond duration_s, the wait for the done reply."""
+    any queueing) and, beyond duration_s, the wait for the done reply. The connection sends
+    a TCP keepalive every second (keep_alive), so it never looks idle to the network."""
     if timeout_s <= 0:
         raise ValueError("timeout_s must be > 0")
     req: dict[str, Any] = {"service": service, "units": units, "duration_s": duration_s}
@@ -79,6 +91,7 @@ def request_job(addr: str, port: int, service: str, units: int, kinds: list[str]
         return JobReply(**base, error="connect", total_ms=ms(time.perf_counter()),
                         detail=str(e))
     base["connect_ms"] = ms(time.perf_counter())
+    keep_alive(sock)
     stage = "start"
     try:
         with sock:

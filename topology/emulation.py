@@ -164,7 +164,7 @@ def software_versions() -> dict:
     from importlib import metadata
 
     out = {"kernel": platform.release(), "python": platform.python_version()}
-    for dist in ("os-ken", "mininet", "networkx"):
+    for dist in ("os-ken", "mininet", "networkx", "PyYAML", "matplotlib", "numpy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -1,0 +1,231 @@
+"""Job outcomes and run metrics of an experiment (pure: plain dicts in, plain dicts out).
+
+`job_records` joins the workload's requests with the load generators' result lines
+(experiments/loadgen.py) by ``idx`` into the report's "jobs" list; `compute_metrics` turns
+those into the report's "metrics" dict; `placements_over_time` bins placements per hub.
+
+Outcome of one job (``outcome`` key), from the client's view (gateway/client.py):
+
+- served: the job started (``ok``) and its done reply arrived (``done``).
+- refused: the connection was refused or reset at connect (``error`` "connect" with
+  "refused" or "reset" in the detail): the controller found no gateway whose advertised
+  capacity and latency fit, and answered the SYN with a TCP reset.
+- busy: a gateway took the connection and answered "busy" (no free units, queue full) or
+  "overloaded" (too many connections): placed, but the gateway had no room.
+- failed: anything else that did not run to its end: connect timeout or unreachable,
+  "timeout", "closed", "bad-reply", other gateway errors (unknown-service, no-kind,
+  too-large, shutting-down), a job that started but was lost before its done reply, and
+  "overload" (the load generator's own concurrency bound: the request was never sent).
+- interrupted: the run stopped while the job was in flight; its fate is unknown.
+- not-sent: no result line (the run stopped before the request was due).
+
+SLA: ``sla_ok`` is True for a job that started (ok), ran to its end (done), and whose
+response latency (``start_ms``: request sent -> start reply, i.e. path round trip plus
+queueing) is within the service's ``budget_ms``; False for a started job over budget or
+lost before its end; None for jobs that never started (refused, busy and failed are
+counted separately) and for interrupted ones. sla_violation_pct is over started jobs;
+sla_met_pct over all sent requests (as in benchmarks/decision_quality.py).
+
+Accounting: a started job holds ``units`` from t_start + (connect_ms + start_ms) / 1000 for
+``duration_s`` (less if it was lost earlier: until t_start + total_ms / 1000). Utilization
+of a hub = those unit-seconds clipped to [0, window_s] / (hub's units x window_s). Energy
+cost is ILLUSTRATIVE: unit-hours x KW_PER_UNIT x price (CNY/kWh) x PUE, over the whole
+time held; west_share is the share of held unit-seconds in WESTERN_HUBS. A gateway outside
+any hub counts as its own hub (its site id).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from probes.stats import percentile
+
+WESTERN_HUBS = ("nmg", "gz", "gs", "nx")  # the four western national hubs of EDWC
+KW_PER_UNIT = 1.0  # illustrative power draw of one compute unit (accelerator + host share)
+OUTCOMES = ("served", "refused", "busy", "failed", "interrupted", "not-sent")
+BUSY_ERRORS = ("busy", "overloaded")
+
+
+def energy_cost_cny(units: float, seconds: float, price: float | None,
+                    pue: float | None) -> float:
+    """Illustrative energy cost: unit-hours x KW_PER_UNIT x price x PUE (missing: 0, 1)."""
+    return units * seconds / 3600.0 * KW_PER_UNIT * (price or 0.0) * (pue or 1.0)
+
+
+def hub_key(gateway) -> str:
+    """The hub a plan gateway counts towards: its hub, or its site if it has none."""
+    return gateway.hub or gateway.site
+
+
+def outcome(result: dict | None) -> str:
+    """One of OUTCOMES for a loadgen result line (None: no line)."""
+    if result is None:
+        return "not-sent"
+    err = result.get("error")
+    if result.get("ok") and result.get("done"):
+        return "served"
+    if err == "interrupted":
+        return "interrupted"
+    if err == "connect":
+        detail = str(result.get("detail") or "").lower()
+        if "refused" in detail or "reset" in detail:
+            return "refused"
+        return "failed"
+    if err in BUSY_ERRORS:
+        return "busy"
+    return "failed"
+
+
+def _held(job: dict) -> tuple[float, float] | None:
+    """(start, end) in workload seconds of the units a started job held, else None."""
+    if not job.get("ok") or job.get("t_start") is None:
+        return None
+    start = job["t_start"] + ((job.get("connect_ms") or 0.0) + (job.get("start_ms") or 0.0)) \
+        / 1000.0
+    end = start + float(job["duration_s"])
+    if not job.get("done") and job.get("total_ms") is not None \
+            and job.get("error") != "interrupted":
+        end = min(end, job["t_start"] + job["total_ms"] / 1000.0)
+    return start, max(start, end)
+
+
+def job_records(requests: Iterable, results: Iterable[dict], plan) -> list[dict]:
+    """The report's "jobs": one dict per request (experiments.workload.Request), joined
+    with its result line by idx; keys per docs (issue5 contract) plus ``outcome``."""
+    by_idx: dict[int, dict] = {}
+    for r in results:
+        if isinstance(r, dict) and isinstance(r.get("idx"), int):
+            by_idx[r["idx"]] = r
+    svc = {s.name: s for s in plan.services}
+    gws = {g.id: g for g in plan.gateways}
+    client = {h.site: h.name for h in plan.hosts}
+    out = []
+    for q in requests:
+        res = by_idx.get(q.idx)
+        r = res or {}
+        s = svc.get(q.service)
+        budget = float(s.budget_ms) if s is not None else None
+        gw = r.get("gw")
+        g = gws.get(gw) if gw is not None else None
+        oc = outcome(res)
+        start_ms = r.get("start_ms")
+        sla: bool | None = None
+        if r.get("ok") and oc != "interrupted":
+            sla = bool(r.get("done")) and start_ms is not None and budget is not None \
+                and start_ms <= budget
+        out.append({
+            "idx": q.idx, "t": q.t, "t_start": r.get("t_start"),
+            "client": client.get(q.metro, q.metro), "metro": q.metro, "service": q.service,
+            "units": q.units, "duration_s": q.duration_s,
+            "deferred_s": round(q.t - q.arrival_t, 6), "budget_ms": budget,
+            "ok": bool(r.get("ok")), "done": bool(r.get("done")),
+            "error": "not-sent" if res is None else r.get("error"),
+            "gw": gw, "hub": hub_key(g) if g is not None else None, "kind": r.get("kind"),
+            "connect_ms": r.get("connect_ms"), "start_ms": start_ms,
+            "queued_ms": r.get("queued_ms"), "total_ms": r.get("total_ms"),
+            "sla_ok": sla, "outcome": oc})
+    return out
+
+
+def _summary(values: Sequence[float], ps: Sequence[int], mean: bool) -> dict:
+    d: dict[str, float | None] = {f"p{p}": percentile(values, p) for p in ps}
+    if mean:
+        d["mean"] = statistics.fmean(values) if values else None
+    return d
+
+
+def compute_metrics(jobs: Sequence[dict], plan, window_s: float,
+                    reroutes: int | None = None) -> dict:
+    """The report's "metrics" dict from job_records(...) over a run of window_s seconds.
+
+    ``reroutes`` comes from the controller (flows moved to a new path), None if unknown."""
+    if not window_s > 0 or not math.isfinite(window_s):
+        raise ValueError(f"window_s = {window_s!r}: give the run length in seconds, > 0")
+    gws = {g.id: g for g in plan.gateways}
+    hubs_units: dict[str, int] = {}
+    for g in plan.gateways:
+        hubs_units[hub_key(g)] = hubs_units.get(hub_key(g), 0) + sum(g.units.values())
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for j in jobs:
+        counts[j.get("outcome") or "failed"] += 1
+    sent = [j for j in jobs if j.get("outcome") != "not-sent"]
+    started = [j for j in sent if j.get("ok")]
+    violations = sum(1 for j in started if j.get("sla_ok") is False)
+    met = sum(1 for j in started if j.get("sla_ok") is True)
+    per_hub = {h: {"placed": 0, "unit_s": 0.0, "units": u, "utilization": 0.0}
+               for h, u in sorted(hubs_units.items())}
+    per_gw = {g: {"placed": 0, "hub": hub_key(gws[g])} for g in sorted(gws)}
+    held_total = held_west = cost = green = 0.0
+    for j in sent:
+        gw = j.get("gw")
+        if gw is None:
+            continue
+        g = gws.get(gw)
+        if gw not in per_gw:
+            per_gw[gw] = {"placed": 0, "hub": None}
+        per_gw[gw]["placed"] += 1
+        if g is not None:
+            per_hub[hub_key(g)]["placed"] += 1
+        span = _held(j)
+        if span is None:
+            continue
+        a, b = span
+        held = j["units"] * (b - a)
+        held_total += held
+        if g is None:
+            continue
+        per_hub[hub_key(g)]["unit_s"] += j["units"] * max(0.0, min(b, window_s) - max(a, 0.0))
+        if g.hub in WESTERN_HUBS:
+            held_west += held
+        cost += energy_cost_cny(j["units"], b - a, g.price, g.pue)
+        green += held * (g.green or 0.0)
+    for d in per_hub.values():
+        d["utilization"] = d["unit_s"] / (d["units"] * window_s) if d["units"] else None
+        d["unit_s"] = round(d["unit_s"], 3)
+    utils = [d["utilization"] for d in per_hub.values() if d["utilization"] is not None]
+    unit_h = held_total / 3600.0
+    n = len(sent)
+    return {
+        "requests": n, "served": counts["served"], "refused": counts["refused"],
+        "busy": counts["busy"], "failed": counts["failed"],
+        "interrupted_jobs": counts["interrupted"], "not_sent": counts["not-sent"],
+        "client_overload": sum(1 for j in sent if j.get("error") == "overload"),
+        "started": len(started), "sla_violations": violations,
+        "sla_violation_pct": 100.0 * violations / len(started) if started else None,
+        "sla_met_pct": 100.0 * met / n if n else None,
+        "response_ms": _summary([j["start_ms"] for j in started
+                                 if j.get("start_ms") is not None], (50, 95, 99), True),
+        "connect_ms": _summary([j["connect_ms"] for j in sent
+                                if j.get("connect_ms") is not None], (50, 95), False),
+        "per_hub": per_hub, "per_gateway": per_gw,
+        "utilization_spread": max(utils) - min(utils) if utils else None,
+        "energy_cost_cny": cost, "unit_hours": unit_h,
+        "cost_per_unit_hour_cny": cost / unit_h if unit_h > 0 else None,
+        "renewable_share": green / held_total if held_total > 0 else None,
+        "west_share": held_west / held_total if held_total > 0 else None,
+        "reroutes": reroutes, "window_s": window_s,
+    }
+
+
+def placements_over_time(jobs: Sequence[dict], bin_s: float, plan=None,
+                         window_s: float | None = None) -> dict[str, Any]:
+    """Placements (jobs that reached a gateway) per hub in bins of bin_s by t_start:
+    {"t": [bin start s...], "per_hub": {hub: [count...]}}. With `plan`, every hub that has
+    a gateway is listed, placed or not; window_s fixes the number of bins."""
+    if not bin_s > 0 or not math.isfinite(bin_s):
+        raise ValueError(f"bin_s = {bin_s!r}: give the bin width in seconds, > 0")
+    placed = [j for j in jobs if j.get("gw") is not None and j.get("t_start") is not None]
+    end = window_s if window_s is not None else max((j["t_start"] for j in placed),
+                                                    default=0.0)
+    nbins = max(1, math.ceil(end / bin_s - 1e-9)) if end > 0 else 1
+    hubs = sorted({hub_key(g) for g in plan.gateways}) if plan is not None else []
+    per_hub: dict[str, list[int]] = {h: [0] * nbins for h in hubs}
+    for j in placed:
+        h = j.get("hub") or j["gw"]
+        k = min(nbins - 1, max(0, int(j["t_start"] // bin_s)))
+        per_hub.setdefault(h, [0] * nbins)[k] += 1
+    return {"t": [round(i * bin_s, 6) for i in range(nbins)],
+            "per_hub": dict(sorted(per_hub.items()))}
