@@ -68,7 +68,8 @@ def describe_error(msg) -> str:
 
 
 def set_fields(instructions) -> list[tuple[str, object]]:
-    """(field, value) of every set-field action, and ("output", port), in order."""
+    """(field, value) of every set-field action, ("output", port) and ("group", id), in
+    order."""
     out = []
     for inst in instructions or []:
         for a in getattr(inst, "actions", None) or []:
@@ -76,6 +77,8 @@ def set_fields(instructions) -> list[tuple[str, object]]:
                 out.append((a.key, a.value))
             elif hasattr(a, "port"):
                 out.append(("output", a.port))
+            elif hasattr(a, "group_id"):
+                out.append(("group", a.group_id))
     return out
 
 
@@ -248,8 +251,12 @@ class EdwcController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def on_flow_removed(self, ev):
         msg = ev.msg
-        self._run("flow_removed", self.core.flow_removed, msg.datapath.id, msg.cookie,
-                  dict(msg.match.items()))
+        reason = msg.reason
+
+        def removed(now):
+            return self.core.flow_removed(msg.datapath.id, msg.cookie, dict(msg.match.items()),
+                                          now, reason=reason)
+        self._run("flow_removed", removed)
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_echo_reply(self, ev):

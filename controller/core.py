@@ -5,6 +5,13 @@ returns the OpenFlow messages to send, in order; it never sends. Messages are bu
 the datapath object they belong to (``msg.datapath``), so one seam in the app sends them and
 tests apply them to a fake flow table instead.
 
+Routes to a host on another switch go through a fast-failover group per (switch,
+destination switch) whose buckets are the primary next hop and a precomputed loop-free
+alternate (see routing.py): a fibre cut moves traffic in the switch within milliseconds, and
+the re-route that follows only rewrites group buckets. Groups are sent with Open vSwitch's
+ADD_OR_MOD command before any flow that uses them, and deleted only when the destination
+becomes unreachable.
+
 Not thread-safe: the app serialises calls with a lock.
 """
 
@@ -27,7 +34,17 @@ from .packet import IPv4Packet, PacketError, icmp_unreachable_for, parse_ipv4_fr
 from .plan import Plan
 from .policy import BUILTINS, Policy, dampen, load_policy
 from .probe import ETH_TYPE_LLDP, ProbeError, decode_probe, encode_probe
-from .routing import DirectedLink, Routes, compute_routes, diff_flows
+from .routing import (
+    Buckets,
+    DirectedLink,
+    RouteAction,
+    Routes,
+    compute_routes,
+    desired_groups,
+    diff_flows,
+    group_ids,
+    route_actions,
+)
 from .steering import (
     COOKIE_STEER,
     IP_ICMP,
@@ -41,6 +58,7 @@ from .steering import (
     ingress_actions,
     placement_deletes,
     placement_flows,
+    placement_stale_deletes,
     service_punt_flows,
 )
 
@@ -95,6 +113,7 @@ class ControllerCore:
         self.netmetric = LinkDelayEstimator(statistic="min")
         self._service_ips = {s.address for s in plan.services}
         self._host_at = {(h.dpid, h.port): h for h in plan.hosts}
+        self._host_named = {h.name: h for h in plan.hosts}
         self._flow_parts: dict[int, list] = {}  # dpid -> flow stats received so far
         self._now_hint = now  # the latest `now` seen by tick (for status())
         self._self_probe_seq = 0
@@ -108,7 +127,11 @@ class ControllerCore:
         self.ever_connected: set[int] = set()
         self.live_ports: dict[int, set[int]] = {}
         self.links: dict[DirectedLink, float] = {}  # directed link -> last seen
-        self.installed: dict[int, dict[str, int]] = {}  # dpid -> {ipv4_dst: out_port}
+        # dpid -> {ipv4_dst: ("output", port) | ("group", id)}: route flows on the switch
+        self.installed: dict[int, dict[str, RouteAction]] = {}
+        # dpid -> {group id: (primary port, backup port | None)}: groups this process sent
+        self.installed_groups: dict[int, dict[int, Buckets]] = {}
+        self.group_ids = group_ids(plan)  # destination dpid -> fast-failover group id
         self.pending_barriers: dict[int, set[int]] = {}
         self.routes = Routes()
         self.routes_version = 0
@@ -139,6 +162,7 @@ class ControllerCore:
         self.dps[dpid] = dp
         self.live_ports[dpid] = set()
         self.installed[dpid] = {}
+        self.installed_groups[dpid] = {}  # unknown: every group is re-sent (ADD_OR_MOD)
         self.pending_barriers[dpid] = set()
         LOG.info("switch dpid=%d connected (%s)", dpid, "first time" if first else "reconnect")
         # No blanket delete: flows already there (placements of established flows, after a
@@ -167,6 +191,7 @@ class ControllerCore:
         self._ports_known.discard(dpid)
         self.live_ports.pop(dpid, None)
         self.installed.pop(dpid, None)
+        self.installed_groups.pop(dpid, None)
         self.pending_barriers.pop(dpid, None)
         self._drop_links(lk for lk in self.links if dpid in (lk[0], lk[2]))
 
@@ -296,7 +321,8 @@ class ControllerCore:
         placed = self.steering.placements.get(key)
         if placed is not None and self._path_ok(placed):
             # Instance affinity: a packet that raced its flow's rules keeps its placement.
-            return [self._packet_out_actions(dp, in_port, data, ingress_actions(dp, placed))]
+            return [self._packet_out_actions(dp, in_port, data,
+                                             ingress_actions(dp, placed, self.group_ids))]
         if placed is not None:
             self.steering.ended(key)
         placement, decision = self.steering.decide(client, key, self.routes, now)
@@ -307,7 +333,8 @@ class ControllerCore:
                      key.to_list(), decision.reason)
             return self._refuse(dp, in_port, pkt)
         try:
-            msgs = placement_flows(self.dps, placement, self.steering.idle_timeout)
+            msgs = placement_flows(self.dps, placement, self.steering.idle_timeout,
+                                   self.group_ids)
         except KeyError:  # a switch on the path just went away
             self.counters["flows_refused"] += 1
             decision.gateway, decision.reason = None, "a switch on the path disconnected"
@@ -324,7 +351,8 @@ class ControllerCore:
         self._changed()
         LOG.debug("placed %s on %s: %s", key.to_list(), placement.gateway, decision.reason)
         return msgs + [self._packet_out_actions(dp, in_port, data,
-                                                ingress_actions(dp, placement))]
+                                                ingress_actions(dp, placement,
+                                                                self.group_ids))]
 
     def _refuse(self, dp: Any, in_port: int, pkt: IPv4Packet) -> list:
         try:
@@ -376,11 +404,13 @@ class ControllerCore:
                 continue
             if cookie == ofmsg.COOKIE and prio == ofmsg.PRIO_ROUTE:
                 # A route of an earlier controller process: adopt it, so the next diff keeps,
-                # moves or deletes it (deletes wait until the topology is rediscovered).
+                # moves or deletes it (deletes wait until the topology is rediscovered). Its
+                # group (same id in every process) is re-sent by the next re-route.
                 ip = fields.get("ipv4_dst")
-                port = next((p for k, p in actions if k == "output"), None)
-                if isinstance(ip, str) and ip not in have and isinstance(port, int):
-                    have[ip] = port
+                act = next(((k, v) for k, v in actions if k in ("output", "group")), None)
+                if isinstance(ip, str) and ip not in have and act is not None \
+                        and isinstance(act[1], int):
+                    have[ip] = act
                 continue
             if cookie in (ofmsg.COOKIE, COOKIE_STEER):
                 continue
@@ -422,9 +452,17 @@ class ControllerCore:
         self.counters["flows_adopted"] += 1
         self._changed()
 
-    def flow_removed(self, dpid: int, cookie: int, fields: dict, now: float) -> list:
-        """A placement's client-switch rule idled out: forget it, remove the other rules."""
+    def flow_removed(self, dpid: int, cookie: int, fields: dict, now: float,
+                     reason: int | None = None) -> list:
+        """A placement's client-switch rule idled out: forget it, remove the other rules.
+
+        ``reason`` is the message's OFPRR_*; only an idle or hard timeout ends a placement
+        (None: treated as a timeout). A delete (ours, e.g. a re-path replacing the rule) or a
+        group delete does not: the re-path that caused it already decided the flow's fate."""
         if cookie != COOKIE_STEER:
+            return []
+        if reason is not None and reason not in (ofmsg.ofp.OFPRR_IDLE_TIMEOUT,
+                                                 ofmsg.ofp.OFPRR_HARD_TIMEOUT):
             return []
         proto = fields.get("ip_proto", 0)
         key = FlowKey(fields.get("ipv4_src", ""), fields.get("ipv4_dst", ""), proto,
@@ -451,33 +489,51 @@ class ControllerCore:
         return True
 
     def _repath(self, now: float) -> list:
-        """Placements whose path lost a link move to the new shortest path to the SAME
-        gateway (instance affinity); flows whose gateway became unreachable are dropped."""
+        """Placements whose path lost a link, or no longer is the current shortest path (the
+        groups already carry their packets along it), move to the current path to the SAME
+        gateway (instance affinity); flows whose gateway became unreachable are dropped.
+
+        Make-before-break: the new rules go first (an ADD replaces a rule with the same
+        match and priority, so the end rules are never missing), then the rules on switches
+        that left the path of a direction are deleted."""
         if not self.steering.placements:
             return []
         index = self._link_index()
+        current: dict[tuple[int, int], tuple[list, list] | None] = {}
         msgs: list = []
         for key, p in list(self.steering.placements.items()):
-            if self._path_ok(p, index):
-                continue
-            msgs += placement_deletes(self.dps, p)
             gw = self.steering.gateways[p.gateway]
-            client = next(h for h in self.plan.hosts if h.name == p.client)
-            fwd = self.routes.hops(client.dpid, gw.dpid)
-            rev = self.routes.hops(gw.dpid, client.dpid)
-            if fwd is None or rev is None:
+            client = self._host_named[p.client]
+            pair = (client.dpid, gw.dpid)
+            if pair not in current:
+                fwd = self.routes.hops(client.dpid, gw.dpid)
+                rev = self.routes.hops(gw.dpid, client.dpid)
+                if fwd is None or rev is None:
+                    current[pair] = None
+                else:
+                    fwd[-1] = (fwd[-1][0], gw.port)
+                    rev[-1] = (rev[-1][0], client.port)
+                    current[pair] = (fwd, rev)
+            want = current[pair]
+            ok = self._path_ok(p, index)
+            if ok and (want is None or (p.forward, p.reverse) == want):
+                continue  # intact (a route still being rediscovered leaves it alone)
+            if want is None:
+                msgs += placement_deletes(self.dps, p)
                 self.steering.ended(key)
                 continue
-            fwd[-1] = (fwd[-1][0], gw.port)
-            rev[-1] = (rev[-1][0], client.port)
-            p.forward, p.reverse = fwd, rev
+            old_fwd, old_rev = p.forward, p.reverse
+            p.forward, p.reverse = list(want[0]), list(want[1])
             p.rtt_ms = round((self.routes.delay_ms(client.dpid, gw.dpid) or 0)
                              + (self.routes.delay_ms(gw.dpid, client.dpid) or 0), 6)
             try:
-                msgs += placement_flows(self.dps, p, self.steering.idle_timeout)
+                new = placement_flows(self.dps, p, self.steering.idle_timeout, self.group_ids)
             except KeyError:
+                p.forward, p.reverse = old_fwd, old_rev
+                msgs += placement_deletes(self.dps, p)
                 self.steering.ended(key)
                 continue
+            msgs += new + placement_stale_deletes(self.dps, p, old_fwd, old_rev)
             self.counters["flows_repathed"] += 1
         return msgs
 
@@ -569,30 +625,13 @@ class ControllerCore:
                 self._warned_unknown.add(lk)
                 LOG.warning("discovered link %d:%d -> %d:%d is not in the plan; "
                             "weighting it as a last resort", *lk)
+        want_flows = route_actions(self.plan, routes, self.group_ids)
+        want_groups = desired_groups(routes, self.group_ids)
+        holding = self._holding(now)
         msgs: list = []
         for dpid in sorted(self.dps):
-            dp = self.dps[dpid]
-            have = self.installed.setdefault(dpid, {})
-            changes = diff_flows(have, routes.flows.get(dpid, {}))
-            if self._holding(now):
-                changes = [ch for ch in changes if ch.op != "delete"]
-            for ch in changes:
-                m = ofmsg.route_match(dp, ch.ip)
-                if ch.op == "add":
-                    msgs.append(ofmsg.flow_add(dp, ofmsg.PRIO_ROUTE, m,
-                                               [ofmsg.output(dp, ch.port)]))
-                    have[ch.ip] = ch.port
-                elif ch.op == "modify":
-                    # ADD, not MODIFY_STRICT: it replaces the flow with this match and
-                    # priority, and still installs it if the switch lost it.
-                    msgs.append(ofmsg.flow_add(dp, ofmsg.PRIO_ROUTE, m,
-                                               [ofmsg.output(dp, ch.port)]))
-                    have[ch.ip] = ch.port
-                else:
-                    msgs.append(ofmsg.flow_delete_strict(dp, ofmsg.PRIO_ROUTE, m))
-                    del have[ch.ip]
-            if changes:
-                msgs.append(self._barrier(dp))
+            msgs += self._sync_switch(self.dps[dpid], want_flows.get(dpid, {}),
+                                      want_groups.get(dpid, {}), holding)
         if msgs or routes.paths != self.routes.paths:
             self.routes_version += 1
             self._log_path_changes(self.routes.paths, routes.paths, why)
@@ -601,6 +640,44 @@ class ControllerCore:
         msgs += self._repath(now)
         if msgs:
             self.errors_since_reroute = 0
+        return msgs
+
+    def _sync_switch(self, dp: Any, flows: dict[str, RouteAction],
+                     groups: dict[int, Buckets], holding: bool) -> list:
+        """One switch's route flows and failover groups -> desired, in a safe order: groups
+        first (a flow may only name an existing group), then flows, then group deletes (a
+        group delete also removes the flows using it). While holding, nothing is deleted."""
+        have_groups = self.installed_groups.setdefault(dp.id, {})
+        have = self.installed.setdefault(dp.id, {})
+        group_changes = diff_flows(have_groups, groups)
+        flow_changes = diff_flows(have, flows)
+        if holding:
+            group_changes = [c for c in group_changes if c.op != "delete"]
+            flow_changes = [c for c in flow_changes if c.op != "delete"]
+        msgs: list = []
+        for c in group_changes:
+            if c.op != "delete":
+                primary, backup = c.want
+                msgs.append(ofmsg.group_ff(dp, c.key,
+                                           [primary] if backup is None else [primary, backup]))
+                have_groups[c.key] = c.want
+        for c in flow_changes:
+            m = ofmsg.route_match(dp, c.key)
+            if c.op == "delete":
+                msgs.append(ofmsg.flow_delete_strict(dp, ofmsg.PRIO_ROUTE, m))
+                del have[c.key]
+            else:
+                # ADD, not MODIFY_STRICT: it replaces the flow with this match and priority,
+                # and still installs it if the switch lost it.
+                msgs.append(ofmsg.flow_add(dp, ofmsg.PRIO_ROUTE, m,
+                                           [ofmsg.route_action(dp, c.want)]))
+                have[c.key] = c.want
+        for c in group_changes:
+            if c.op == "delete":
+                msgs.append(ofmsg.group_delete(dp, c.key))
+                del have_groups[c.key]
+        if msgs:
+            msgs.append(self._barrier(dp))
         return msgs
 
     def _holding(self, now: float) -> bool:
@@ -720,7 +797,10 @@ class ControllerCore:
                     "paths": dict(sorted(self.routes.paths.items()))}
         if resource == "links":
             return {"delay_source": self.delay_source, "links": self._links_view(),
-                    "measurement": self.netmetric.snapshot()}
+                    "measurement": self.netmetric.snapshot(),
+                    "backup_coverage": self.routes.coverage(),
+                    "no_backup": [[self.steering.site_of.get(a, a), self.steering.site_of.get(b, b)]
+                                  for a, b in self.routes.no_backup]}
         if resource == "gateways":
             return self.registry.snapshot(now)
         if resource == "services":
@@ -767,6 +847,7 @@ class ControllerCore:
             "routes_version": self.routes_version,
             "ready": self.is_ready(),
             "paths": dict(sorted(self.routes.paths.items())),
+            "backup_coverage": self.routes.coverage(),
             "counters": dict(self.counters),
             "policy": self.steering.policy.name,
             "gateways_alive": sorted(st.gw for st in self.registry.alive(self._now_hint)),

@@ -12,9 +12,16 @@ policy (C-PS) for one, and returns the OpenFlow messages that pin the flow both 
                             eth_src := service MAC; out
   reverse, later hops     : match reply 5-tuple from CS-ID -> out
 
-All rules are per flow (instance affinity: every packet keeps its gateway and path), carry
-``COOKIE_STEER`` and an idle timeout; the client-switch rule asks for a flow-removed message,
-which ends the placement. Messages go downstream first, the client-switch rule last, then the
+"out" is the host port on the last switch, and elsewhere the fast-failover group of the far
+end's switch (the one its destination routes use), so a fibre cut on the path moves the flow
+to the group's backup in the switch. A packet that detours through a switch without a rule of
+this flow meets the destination route of the gateway (forward) or the client (reverse): the
+rewrites happen at the ends, so it still arrives right.
+
+All rules are per flow (instance affinity: every packet keeps its gateway; the path is the
+current shortest one, re-pinned by the controller when it changes), carry ``COOKIE_STEER``
+and an idle timeout; the client-switch rule asks for a flow-removed message, whose idle
+timeout ends the placement. Messages go downstream first, the client-switch rule last, then the
 first packet itself is sent on with the rewrite. When nothing fits, the caller refuses the flow
 (TCP reset or ICMP unreachable) and the decision is logged with its reason.
 """
@@ -23,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,32 +130,60 @@ def _steer_flow(dp: Any, m: Any, actions: list, idle: int, notify: bool = False)
                          flags=dp.ofproto.OFPFF_SEND_FLOW_REM if notify else 0)
 
 
-def ingress_actions(dp: Any, p: Placement) -> list:
+def _toward(dp: Any, dst_dpid: int, port: int, groups: Mapping[int, int] | None) -> Any:
+    """Out towards switch ``dst_dpid``: the host port there, else its fast-failover group
+    (``groups``: destination dpid -> group id; None = plain output ports)."""
+    if groups is not None and dp.id != dst_dpid and dst_dpid in groups:
+        return ofmsg.group(dp, groups[dst_dpid])
+    return ofmsg.output(dp, port)
+
+
+def ingress_actions(dp: Any, p: Placement, groups: Mapping[int, int] | None = None) -> list:
     return [_set(dp, eth_dst=p.gw_mac), _set(dp, ipv4_dst=p.gw_ip),
-            ofmsg.output(dp, p.forward[0][1])]
+            _toward(dp, p.forward[-1][0], p.forward[0][1], groups)]
 
 
-def placement_flows(dps: dict[int, Any], p: Placement, idle: int) -> list:
-    """Flow-mods pinning ``p`` both ways, downstream first, the client-switch rule last.
+def placement_flows(dps: dict[int, Any], p: Placement, idle: int,
+                    groups: Mapping[int, int] | None = None) -> list:
+    """Flow-mods pinning ``p`` both ways, downstream first, the client-switch rule last
+    (``groups``: destination dpid -> fast-failover group id, see _toward).
     Raises KeyError when a switch on the path is not connected."""
     msgs: list = []
+    gw_dpid, client_dpid = p.forward[-1][0], p.reverse[-1][0]
     for dpid, port in reversed(p.forward[1:]):
         dp = dps[dpid]
         msgs.append(_steer_flow(dp, forward_match(dp, p.key, p.gw_ip),
-                                [ofmsg.output(dp, port)], idle))
+                                [_toward(dp, gw_dpid, port, groups)], idle))
     for i, (dpid, port) in enumerate(p.reverse):
         dp = dps[dpid]
+        out = _toward(dp, client_dpid, port, groups)
         if i == 0:
             msgs.append(_steer_flow(dp, reverse_match(dp, p.key, p.gw_ip),
                                     [_set(dp, eth_src=SERVICE_MAC),
-                                     _set(dp, ipv4_src=p.key.service_ip),
-                                     ofmsg.output(dp, port)], idle))
+                                     _set(dp, ipv4_src=p.key.service_ip), out], idle))
         else:
-            msgs.append(_steer_flow(dp, reverse_match(dp, p.key, p.key.service_ip),
-                                    [ofmsg.output(dp, port)], idle))
+            msgs.append(_steer_flow(dp, reverse_match(dp, p.key, p.key.service_ip), [out],
+                                    idle))
     dp = dps[p.forward[0][0]]
     msgs.append(_steer_flow(dp, forward_match(dp, p.key, p.key.service_ip),
-                            ingress_actions(dp, p), idle, notify=True))
+                            ingress_actions(dp, p, groups), idle, notify=True))
+    return msgs
+
+
+def placement_stale_deletes(dps: dict[int, Any], p: Placement, old_forward: list[Hop],
+                            old_reverse: list[Hop]) -> list:
+    """After ``p`` moved to a new path (its new rules already sent): DELETE_STRICT for the
+    rules on switches that were on the old path of a direction and are not on the new one.
+    The end rules (client switch forward, gateway switch reverse) never move."""
+    msgs = []
+    for old, new, m_fn, ip in ((old_forward, p.forward, forward_match, p.gw_ip),
+                               (old_reverse, p.reverse, reverse_match, p.key.service_ip)):
+        keep = {dpid for dpid, _ in new[1:]}
+        for dpid, _ in old[1:]:
+            dp = dps.get(dpid)
+            if dpid not in keep and dp is not None:
+                msgs.append(ofmsg.flow_delete_strict(dp, PRIO_STEER, m_fn(dp, p.key, ip),
+                                                     cookie=COOKIE_STEER))
     return msgs
 
 

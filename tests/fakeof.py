@@ -1,12 +1,19 @@
 """A fake OpenFlow 1.3 flow table (one table per switch) and a packet tracer over a plan.
 
-Small cousin of Faucet's clib/fakeoftable.py: apply the OFPFlowMods the controller
-generates, then ask "which actions for this packet?" or "which sites does a packet from
-host A to host B cross?". Supports add / modify / modify_strict / delete / delete_strict,
+Small cousin of Faucet's clib/fakeoftable.py: apply the OFPFlowMods and OFPGroupMods the
+controller generates, then ask "which actions for this packet?" or "which sites does a packet
+from host A to host B cross?". Supports add / modify / modify_strict / delete / delete_strict,
 priorities, cookies with masks, exact and masked matches on in_port, eth_*, ipv4_*,
-ip_proto and L4 ports, apply-actions with output and set_field, meter instructions (ignored:
-they limit rates, not paths). No groups, no multiple tables: a message using them raises
-NotImplementedError.
+ip_proto and L4 ports, apply-actions with output, set_field and group, meter instructions
+(ignored: they limit rates, not paths).
+
+Groups: fast-failover and indirect, with ADD, MODIFY, DELETE (also removing the flows that
+use the group, as OVS does) and Open vSwitch's ADD_OR_MOD (0x8000); ADD of an existing group,
+MODIFY of a missing one, a flow naming a missing group and a fast-failover bucket without a
+watch port fail as they would on OVS. A fast-failover group uses its first bucket whose watch
+port is live: a port is dead when :meth:`FakeTable.set_port_live` said so or when its link is
+cut (``FakeNetwork.down``); the tracers resolve groups this way. No multiple tables, no other
+group types: a message using them raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -74,6 +81,18 @@ class Flow:
     def outputs(self) -> list[int]:
         return [a.port for a in self.actions if isinstance(a, parser.OFPActionOutput)]
 
+    def groups(self) -> list[int]:
+        return [a.group_id for a in self.actions if isinstance(a, parser.OFPActionGroup)]
+
+
+@dataclass
+class Group:
+    type: int
+    buckets: list[tuple[int, list[Any]]]  # (watch_port, actions)
+
+
+OFPGC_ADD_OR_MOD = 0x8000  # Open vSwitch extension: create or modify
+
 
 def _actions(instructions: list) -> list:
     acts: list = []
@@ -85,7 +104,8 @@ def _actions(instructions: list) -> list:
         if inst.type != ofp.OFPIT_APPLY_ACTIONS:
             raise NotImplementedError("only apply-actions")
         for a in inst.actions:
-            if not isinstance(a, (parser.OFPActionOutput, parser.OFPActionSetField)):
+            if not isinstance(a, (parser.OFPActionOutput, parser.OFPActionSetField,
+                                  parser.OFPActionGroup)):
                 raise NotImplementedError(f"action {type(a).__name__}")
             acts.append(a)
     return acts
@@ -114,6 +134,52 @@ class FakeTable:
     def __init__(self, dpid: int) -> None:
         self.dpid = dpid
         self.flows: list[Flow] = []
+        self.groups: dict[int, Group] = {}
+        self.dead_ports: set[int] = set()
+
+    def set_port_live(self, port: int, live: bool) -> None:
+        """Carrier on/off for fast-failover liveness (not for where links lead)."""
+        (self.dead_ports.discard if live else self.dead_ports.add)(port)
+
+    def _check_groups(self, acts: list) -> None:
+        for a in acts:
+            if isinstance(a, parser.OFPActionGroup) and a.group_id not in self.groups:
+                raise AssertionError(f"dpid {self.dpid}: flow names group {a.group_id:#x}, "
+                                     "which does not exist (OFPBAC_BAD_OUT_GROUP on OVS)")
+
+    def apply_group(self, gm: Any) -> None:
+        cmd, gid = gm.command, gm.group_id
+        if cmd == ofp.OFPGC_DELETE:
+            gone = set(self.groups) if gid == ofp.OFPG_ALL else {gid} & set(self.groups)
+            for g in gone:
+                del self.groups[g]
+            self.flows = [f for f in self.flows if not set(f.groups()) & gone]
+            return
+        if cmd not in (ofp.OFPGC_ADD, ofp.OFPGC_MODIFY, OFPGC_ADD_OR_MOD):
+            raise NotImplementedError(f"group-mod command {cmd:#x}")
+        if cmd == ofp.OFPGC_ADD and gid in self.groups:
+            raise AssertionError(f"dpid {self.dpid}: group {gid:#x} exists "
+                                 "(OFPGMFC_GROUP_EXISTS on OVS)")
+        if cmd == ofp.OFPGC_MODIFY and gid not in self.groups:
+            raise AssertionError(f"dpid {self.dpid}: group {gid:#x} does not exist "
+                                 "(OFPGMFC_UNKNOWN_GROUP on OVS)")
+        if gm.type not in (ofp.OFPGT_FF, ofp.OFPGT_INDIRECT):
+            raise NotImplementedError(f"group type {gm.type}")
+        buckets = []
+        for b in gm.buckets:
+            acts = [a for a in b.actions]
+            for a in acts:
+                if not isinstance(a, (parser.OFPActionOutput, parser.OFPActionSetField,
+                                      parser.OFPActionGroup)):
+                    raise NotImplementedError(f"bucket action {type(a).__name__}")
+            self._check_groups(acts)
+            if gm.type == ofp.OFPGT_FF and b.watch_port in (ofp.OFPP_ANY, None):
+                raise AssertionError(f"dpid {self.dpid}: fast-failover bucket of group "
+                                     f"{gid:#x} watches no port (OFPGMFC_BAD_WATCH on OVS)")
+            buckets.append((b.watch_port, acts))
+        if gm.type == ofp.OFPGT_INDIRECT and len(buckets) != 1:
+            raise AssertionError(f"indirect group {gid:#x} needs exactly one bucket")
+        self.groups[gid] = Group(gm.type, buckets)
 
     def apply(self, fm: Any) -> None:
         if fm.table_id not in (0, ofp.OFPTT_ALL):
@@ -130,10 +196,12 @@ class FakeTable:
 
         if cmd == ofp.OFPFC_ADD:
             acts = _actions(fm.instructions)
+            self._check_groups(acts)
             self.flows = [f for f in self.flows if not (f.priority == fm.priority and f.match == m)]
             self.flows.append(Flow(fm.priority, m, fm.cookie, acts))
         elif cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
             acts = _actions(fm.instructions)
+            self._check_groups(acts)
             strict = cmd == ofp.OFPFC_MODIFY_STRICT
             for f in self.flows:
                 hit = (f.priority == fm.priority and f.match == m) if strict else f.covered_by(m)
@@ -181,16 +249,46 @@ class FakeNetwork:
         self.down: set[str] = set()  # link ids that are cut
         self.packet_outs: list[Any] = []
         self.meter_mods: list[Any] = []
+        self.group_mods: list[Any] = []
 
     def apply(self, msgs: list) -> None:
         for m in msgs:
             if isinstance(m, parser.OFPFlowMod):
                 self.tables[m.datapath.id].apply(m)
+            elif isinstance(m, parser.OFPGroupMod):
+                self.group_mods.append(m)
+                self.tables[m.datapath.id].apply_group(m)
             elif isinstance(m, parser.OFPPacketOut):
                 self.packet_outs.append(m)
             elif isinstance(m, parser.OFPMeterMod):
                 self.meter_mods.append(m)
             # barriers, port-desc requests: nothing to model
+
+    def port_live(self, dpid: int, port: int) -> bool:
+        if port in self.tables[dpid].dead_ports:
+            return False
+        return not any(lk.id in self.down and (dpid, port) in ((lk.a_dpid, lk.a_port),
+                                                                 (lk.b_dpid, lk.b_port))
+                       for lk in self.plan.links)
+
+    def expand(self, dpid: int, actions: list, depth: int = 0) -> list:
+        """``actions`` with every group replaced by the actions of the bucket it uses now
+        (fast-failover: the first bucket whose watch port is live; none live: nothing)."""
+        if depth > 8:
+            raise TraceError(f"group chain too deep at dpid {dpid}")
+        out: list = []
+        for a in actions:
+            if not isinstance(a, parser.OFPActionGroup):
+                out.append(a)
+                continue
+            g = self.tables[dpid].groups.get(a.group_id)
+            if g is None:
+                raise TraceError(f"dpid {dpid}: group {a.group_id:#x} missing")
+            live = [acts for watch, acts in g.buckets
+                    if g.type != ofp.OFPGT_FF or self.port_live(dpid, watch)]
+            if live:
+                out += self.expand(dpid, live[0], depth + 1)
+        return out
 
     def _peer(self, dpid: int, port: int) -> tuple[int, int] | None:
         for lk in self.plan.links:
@@ -216,8 +314,8 @@ class FakeNetwork:
                 raise TraceError(f"loop: {' '.join(sites)} -> {self.site[dpid]}")
             seen.add((dpid, in_port))
             sites.append(self.site[dpid])
-            outs = [a.port for a in self.tables[dpid].actions_for({**pkt, "in_port": in_port})
-                    if isinstance(a, parser.OFPActionOutput)]
+            acts = self.expand(dpid, self.tables[dpid].actions_for({**pkt, "in_port": in_port}))
+            outs = [a.port for a in acts if isinstance(a, parser.OFPActionOutput)]
             if not outs:
                 raise TraceError(f"dropped at {self.site[dpid]} (dpid {dpid}) after {sites}")
             if len(outs) > 1:
@@ -332,7 +430,7 @@ def trace_packet(net: FakeNetwork, pkt: dict[str, Any], dpid: int, in_port: int,
             raise TraceError(f"loop: {' '.join(sites)}")
         seen.add((dpid, in_port))
         sites.append(net.site[dpid])
-        acts = net.tables[dpid].actions_for({**pkt, "in_port": in_port})
+        acts = net.expand(dpid, net.tables[dpid].actions_for({**pkt, "in_port": in_port}))
         out = None
         for a in acts:
             if isinstance(a, parser.OFPActionSetField):

@@ -82,3 +82,20 @@ def test_cli_refuses_busy_port_and_missing_dirs(tmp_path):
                         "--status", str(tmp_path / "nope" / "s.json")],
                        cwd=repo, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "directory does not exist" in r.stderr
+
+
+def test_flow_removed_passes_the_reason_and_flow_stats_parse_groups(controller, monkeypatch):
+    seen = []
+    monkeypatch.setattr(controller.core, "flow_removed",
+                        lambda dpid, cookie, fields, now, reason=None: seen.append(
+                            (dpid, cookie, fields, reason)) or [])
+    dp = RecordingDatapath(id=1, ofproto=ofmsg.ofp, ofproto_parser=ofmsg.parser, sent=[])
+    match = ofmsg.parser.OFPMatch(eth_type=0x0800, ipv4_dst="10.0.255.1")
+    msg = SimpleNamespace(datapath=dp, cookie=7, match=match, reason=ofmsg.ofp.OFPRR_DELETE)
+    controller.on_flow_removed(SimpleNamespace(msg=msg))
+    assert seen == [(1, 7, {"eth_type": 0x0800, "ipv4_dst": "10.0.255.1"},
+                     ofmsg.ofp.OFPRR_DELETE)]
+    inst = ofmsg.apply_actions(dp, [ofmsg.parser.OFPActionSetField(ipv4_dst="10.0.0.4"),
+                                    ofmsg.group(dp, 0x101), ofmsg.output(dp, 3)])
+    assert edwc_app.set_fields(inst) == [("ipv4_dst", "10.0.0.4"), ("group", 0x101),
+                                         ("output", 3)]

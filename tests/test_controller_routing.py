@@ -56,7 +56,7 @@ def test_unknown_link_is_last_resort():
 
 def test_diff_flows():
     ch = diff_flows({"a": 1, "b": 2, "c": 3}, {"b": 2, "c": 4, "d": 5})
-    assert [(c.op, c.ip, c.port) for c in ch] == [
+    assert [(c.op, c.key, c.want) for c in ch] == [
         ("delete", "a", None), ("modify", "c", 4), ("add", "d", 5)]
 
 
@@ -74,7 +74,11 @@ def test_base_flows_never_flood_and_drop_unknown():
     for m in msgs:
         acts = getattr(m, "actions", None) or [
             a for i in getattr(m, "instructions", []) for a in getattr(i, "actions", [])]
-        assert all(a.port not in (ofp.OFPP_FLOOD, ofp.OFPP_ALL) for a in acts)
+        assert all(getattr(a, "port", None) not in (ofp.OFPP_FLOOD, ofp.OFPP_ALL)
+                   for a in acts)
+    for g in net.group_mods:
+        assert all(a.port not in (ofp.OFPP_FLOOD, ofp.OFPP_ALL)
+                   for b in g.buckets for a in b.actions)
     t = net.tables[1]
     assert t.actions_for({"in_port": 1, "eth_type": 0x0800, "ipv4_dst": "10.9.9.9"}) == []
     assert t.actions_for({"in_port": 2, "eth_type": 0x86DD}) == []
@@ -93,6 +97,7 @@ def test_all_messages_serialize():
 def test_port_down_reroutes_and_touches_only_affected_switches():
     plan, core, net, _ = ring()
     before = {d: dict(f) for d, f in core.installed.items()}
+    groups_before = {d: dict(g) for d, g in core.installed_groups.items()}
     version = core.routes_version
     # cut guangzhou(s3)-chengdu(s4): carrier loss on both ends
     net.down.add("guangzhou-chengdu")
@@ -101,11 +106,20 @@ def test_port_down_reroutes_and_touches_only_affected_switches():
     net.apply(msgs)
     assert (3, 2, 4, 3) not in core.links and (4, 3, 3, 2) not in core.links
     assert core.routes_version > version
-    flowmods = [m for m in msgs if isinstance(m, parser.OFPFlowMod)]
-    touched = {m.datapath.id for m in flowmods}
-    changed = {d for d in before if before[d] != core.installed[d]}
-    assert touched == changed and 2 not in touched  # s2's next hops did not change
-    assert len(flowmods) == sum(len(diff_flows(before[d], core.installed[d])) for d in changed)
+    # route flows name each destination switch's failover group: a re-route only rewrites
+    # the groups whose primary or backup changed
+    assert not [m for m in msgs if isinstance(m, parser.OFPFlowMod)]
+    assert core.installed == before
+    groupmods = [m for m in msgs if isinstance(m, parser.OFPGroupMod)]
+    touched = {m.datapath.id for m in groupmods}
+    changed = {d for d in groups_before if groups_before[d] != core.installed_groups[d]}
+    assert touched == changed and touched
+    assert len(groupmods) == sum(len(diff_flows(groups_before[d], core.installed_groups[d]))
+                                 for d in changed)
+    assert all(m.command == ofmsg.OFPGC_ADD_OR_MOD for m in groupmods)  # still reachable
+    # s2 (shanghai) still reaches every destination through the same first hop
+    assert {g: b[0] for g, b in core.installed_groups[2].items()} == \
+        {g: b[0] for g, b in groups_before[2].items()}
     barriers = {m.datapath.id for m in msgs if isinstance(m, parser.OFPBarrierRequest)}
     assert barriers == touched
     assert net.trace("beijing", "shanghai") == ["beijing", "shanghai"]

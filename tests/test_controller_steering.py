@@ -323,8 +323,11 @@ def _fields(flow) -> dict:
 
 
 def _setfields(flow) -> list:
-    return [(a.key, a.value) if isinstance(a, parser.OFPActionSetField) else ("output", a.port)
-            for a in flow.actions]
+    """The actions as the app hands them to the core (set-fields, outputs, groups)."""
+    from types import SimpleNamespace
+
+    from controller.app import set_fields
+    return set_fields([SimpleNamespace(actions=flow.actions)])
 
 
 def test_policy_switch_and_a_raising_plugin_falls_back(tmp_path, monkeypatch):
