@@ -270,9 +270,12 @@ def run_requests(exp: Experiment, emu: Any, requests: list, args: argparse.Names
     from experiments.metrics import job_records
 
     rows: list[dict] = []
+    if label == "workload":  # an interrupted run still gets the metrics of what ran
+        exp.finalizers.append(lambda: exp.result["metrics"] is None and exp.result["jobs"]
+                              and collect(exp, emu, requests, args))
     try:
-        rows = steps.drive_workload(exp, emu, requests, label=label, on_tick=on_tick,
-                                    start_at=start_at)
+        steps.drive_workload(exp, emu, requests, label=label, on_tick=on_tick,
+                             start_at=start_at, rows=rows)
     finally:
         exp.result["jobs"] = job_records(requests, rows, emu.plan)
     return exp.result["jobs"]

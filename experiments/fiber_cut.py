@@ -3,7 +3,7 @@
 new path's delay against the latency envelope; restore it; repeat.
 
     sudo python experiments/fiber_cut.py                          # EDWC, the busiest trunk
-    sudo python experiments/fiber_cut.py --link yrd-nmg --cuts 10 --rate 2000
+    sudo python experiments/fiber_cut.py --link yrd-nmg --cuts 10 --stream-rate 2000
     sudo python experiments/fiber_cut.py --topology my.yaml --pair shanghai-horinger
 
 A cut is carrier loss on both switch ports of the link (`ip link set ... down`), as a real
@@ -11,7 +11,7 @@ fibre cut looks to the switches. The switches move traffic to their precomputed 
 hop (OpenFlow fast-failover groups, loop-free alternates) without waiting for the
 controller; the controller then recomputes routes and placements.
 
-Traffic: a constant-rate UDP stream (--rate packets/s, sequence numbers and send times)
+Traffic: a constant-rate UDP stream (--stream-rate packets/s, sequence numbers and send times)
 between a metro host and a cluster host whose path crosses the link, and, unless
 --no-workload, the default compute workload at a light load. Each cut lasts --cut-s
 seconds; the link is then restored and the controller has --gap-s seconds to rediscover it.
@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cut-s", type=float, default=3.0, help="seconds each cut lasts (3)")
     ap.add_argument("--gap-s", type=float, default=4.0,
                     help="seconds between a restore and the next cut (4)")
-    ap.add_argument("--rate", dest="stream_rate", type=float, default=1000.0,
+    ap.add_argument("--stream-rate", type=float, default=1000.0,
                     help="stream packets/s (default: 1000: 1 ms resolution)")
     ap.add_argument("--no-workload", dest="workload_on", action="store_false",
                     help="only the stream, no compute workload")
@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.cuts < 1 or args.cut_s < 1.0 or args.gap_s < 1.0:
         ap.error("--cuts must be >= 1, --cut-s and --gap-s >= 1 s")
     if not 10 <= args.stream_rate <= 5000:
-        ap.error("--rate must be 10-5000 packets/s")
+        ap.error("--stream-rate must be 10-5000 packets/s")
     args.duration = LEAD_S + args.cuts * (args.cut_s + args.gap_s)
     if not any(a == "--load" or a.startswith("--load=") for a in (argv or sys.argv[1:])):
         args.load = LOAD  # traffic under the cut, not a full backbone

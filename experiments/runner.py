@@ -144,6 +144,9 @@ class Experiment:
             "run": None, "topology": None, "envelope": None, "workload": None, "jobs": None,
             "decisions": None, "metrics": None, "scenario": None, "notes": [], "errors": []}
         self.checks_failed: list[str] = []
+        # Run before teardown whatever happened (e.g. compute the metrics of an interrupted
+        # workload while the controller still answers); each one at most once.
+        self.finalizers: list[Callable[[], None]] = []
 
     # ---- phases ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -246,6 +249,12 @@ class Experiment:
             finally:
                 # A second Ctrl-C during teardown must not leave the run behind.
                 with _sigint_deferred():
+                    while self.finalizers:
+                        fn = self.finalizers.pop(0)
+                        try:
+                            fn()
+                        except Exception as e:
+                            self.result["errors"].append(f"finalizing: {e}")
                     try:
                         with self.phase("teardown"):
                             self.stop_emulation()

@@ -95,13 +95,16 @@ def metro_hosts(plan: Any, metros: list[str]) -> dict[str, str]:
 
 def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "workload",
                    timeout_s: float = 5.0, start_delay_s: float = 3.0,
-                   on_tick: Any = None, start_at: float | None = None) -> list[dict]:
+                   on_tick: Any = None, start_at: float | None = None,
+                   rows: list[dict] | None = None) -> list[dict]:
     """Run ``requests`` (experiments.workload.Request) from their metros' hosts against the
     service addresses; returns the loadgen result rows (see experiments/loadgen.py).
     ``on_tick(t)`` is called about every 0.1 s with seconds since the workload start (the
     scenarios use it to cut links or fill hubs at a planned instant). ``start_at`` (Unix
     time) puts t = 0 at a given instant, e.g. a probe stream's start, so that both share
-    one clock; default: ``start_delay_s`` from now (the generators need ~1-2 s to start)."""
+    one clock; default: ``start_delay_s`` from now (the generators need ~1-2 s to start).
+    ``rows``: a list to fill with the results, so that a caller still has them when an
+    interrupt propagates out of this function."""
     from experiments.loadgen import make_schedule, read_results
     from probes.owd import stop_process
 
@@ -126,7 +129,7 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
     outs: dict[str, Any] = {}
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     end_t = max((r.t + r.duration_s for r in requests), default=0.0)
-    rows: list[dict] = []
+    rows = [] if rows is None else rows
     try:
         for metro, reqs in sorted(by_metro.items()):
             sched = d / f"{metro}.json"

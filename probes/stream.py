@@ -16,12 +16,13 @@ packets at the same rate; they prime ARP, the controller's flow rules and the de
 the receiver only counts them. So the counted stream needs no "ignore the first 100 ms".
 
 Analysis (analyze(), pure): t = 0 is the scheduled time of the first counted packet; packet k
-is scheduled at k / rate. A gap is a run of consecutive lost sequence numbers; its duration is
-the receiver's silence, rx(first packet after) - rx(last packet before) - one interval, but
-never less than count / rate (the rule when the gap touches either end of the stream). The
-floor matters: a packet caught in flight by a cut can be held (the emulated link's queue) and
-delivered on restore, right before the first packet after the gap; it then shows as one huge
-delay (max_delay_ms of the event), and the silence measured from it would be far too short.
+is scheduled at k / rate. A packet is late when it arrives more than late_ms (200 ms) after
+the stream's median one-way delay: as good as lost to an application. (The emulated link of a
+cut holds the frames in flight, in the AF_XDP TX ring or a queue, and delivers them when the
+link comes back, seconds late; a real fibre would lose them.) A gap is a run of consecutive
+lost-or-late sequence numbers; its duration is count / rate, in send time: the time the
+sender's traffic found no working path, independent of the new path's delay. rx_gap_ms keeps
+the receiver's silence between the packets around it, for reference.
 An event's interruption is the longest gap overlapping [t_cut - 0.5 s, end], end = (t_restore
 or t_cut) + window_s, cut short 0.5 s before the next event; 0.0 means no packet was lost
 ("no loss"). Delay before = median one-way delay of the packets sent in the second before the
@@ -59,6 +60,7 @@ DEFAULT_PORT = 6600
 PRE_S = 0.5  # a gap this long before an event still belongs to it
 DELAY_WINDOW_S = 1.0
 AFTER_OFFSET_S = 0.5
+LATE_MS = 200.0  # later than the median delay by more than this counts as lost (see analyze)
 
 __all__ = ["Gap", "EventResult", "StreamResult", "StreamRun", "StreamFormatError",
            "ProbeError", "analyze", "timeline", "start_stream", "DEFAULT_PORT"]
@@ -115,13 +117,14 @@ class StreamResult:
     sent: int
     received: int
     lost: int
+    late: int  # arrived, but more than late_ms after the median delay (counted in gaps)
     duplicates: int
     reordered: int
     t0_ns: int  # scheduled send time of packet 0 (CLOCK_REALTIME)
     seq: tuple[int, ...]  # sequence number of each received packet, ascending
     t: tuple[float, ...]  # its send time (s, actual: scheduled + send lag)
     one_way_ms: tuple[float, ...]
-    lost_t: tuple[float, ...]  # scheduled send time of each lost packet
+    lost_t: tuple[float, ...]  # scheduled send time of each lost or late packet
     gaps: list[Gap]
     events: list[EventResult]
     delay: Summary
@@ -134,7 +137,8 @@ class StreamResult:
 
     def to_dict(self, series: bool = False) -> dict:
         d = {"rate_pps": self.rate_pps, "sent": self.sent, "received": self.received,
-             "lost": self.lost, "loss_pct": self.loss_pct, "duplicates": self.duplicates,
+             "lost": self.lost, "late": self.late, "loss_pct": self.loss_pct,
+             "duplicates": self.duplicates,
              "reordered": self.reordered, "t0_ns": self.t0_ns,
              "one_way_ms": self.delay.to_dict(), "gaps": [g.to_dict() for g in self.gaps],
              "events": [e.to_dict() for e in self.events], "sender": dict(self.sender),
@@ -183,7 +187,7 @@ def _median_in(ts, ds, lo: float, hi: float) -> float | None:
 
 def analyze(sent: int, records, rate_pps: float, events=(), *, t0_ns: int | None = None,
             window_s: float = 5.0, sender: dict | None = None,
-            receiver: dict | None = None) -> StreamResult:
+            receiver: dict | None = None, late_ms: float = LATE_MS) -> StreamResult:
     """Loss, gaps, per-event interruption and the one-way delay series of one stream.
 
     records: (seq, tx_ns, rx_ns) in arrival order, or a RecordFile. events: (t_cut,
@@ -220,17 +224,24 @@ def analyze(sent: int, records, rate_pps: float, events=(), *, t0_ns: int | None
     arrival = [(first[q][1] - first[q][0]) / 1e6 for q in order.first_copies]
     delay = summarize(ds, sent, order.reordered, order.duplicates, arrival)
 
+    # A packet that arrives more than late_ms after the stream's median delay is as good as
+    # lost to an application; and the emulated link of a cut holds the frames that were in
+    # flight (AF_XDP TX ring, qdisc) and delivers them when it comes back, seconds late, which
+    # a real fibre cut would not. Gaps are runs of lost-or-late packets, timed in send time.
+    late_cut = (median(ds) if ds else 0.0) + late_ms
+    usable = [q for q, d in zip(seqs, ds) if d <= late_cut]
+    late = len(seqs) - len(usable)
     gaps: list[Gap] = []
     prev = -1
-    for q in [*seqs, sent]:
+    for q in [*usable, sent]:
         if q - prev > 1:
             n = q - prev - 1
             count_ms = n / rate_pps * 1e3
             open_start, open_end = prev < 0, q >= sent
             rx_gap = None if open_start or open_end else \
                 (first[q][1] - first[prev][1] - interval_ns) / 1e6
-            gaps.append(Gap(prev + 1, n, (prev + 1) / rate_pps, max(rx_gap or 0.0, count_ms),
-                            count_ms, open_start, open_end, rx_gap))
+            gaps.append(Gap(prev + 1, n, (prev + 1) / rate_pps, count_ms, count_ms,
+                            open_start, open_end, rx_gap))
         prev = q
     lost_t = tuple(k / rate_pps for g in gaps for k in range(g.first_seq, g.first_seq + g.count))
 
@@ -257,7 +268,7 @@ def analyze(sent: int, records, rate_pps: float, events=(), *, t0_ns: int | None
                                    gap, resumed, before, after,
                                    frm if after is not None else None, verdict, peak))
     return StreamResult(rate_pps=float(rate_pps), sent=sent, received=len(first),
-                        lost=sent - len(first), duplicates=order.duplicates,
+                        lost=sent - len(first), late=late, duplicates=order.duplicates,
                         reordered=order.reordered, t0_ns=t0_ns, seq=tuple(seqs), t=ts,
                         one_way_ms=ds,
                         lost_t=lost_t, gaps=gaps, events=results, delay=delay,

@@ -164,26 +164,6 @@ def test_cleanup_after_sigkill_removes_exactly_the_run(tmp_path):
         foreign_log.unlink(missing_ok=True)
 
 
-def test_run_backbone_end_to_end_with_cli(tmp_path):
-    """The front door, as a user runs it: measure, drop into the CLI, exit, tear down."""
-    out = tmp_path / "result.json"
-    r = subprocess.run([sys.executable, str(ROOT / "experiments" / "run_backbone.py"),
-                        "--topology", str(TINY), "--pings", "10", "--json", str(out), "--cli"],
-                       input="exit\n", capture_output=True, text=True,
-                       timeout=180, cwd=ROOT)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "1/1 metro-cluster pairs reachable" in r.stdout
-    assert "mininet>" in r.stdout  # the CLI opened, and `exit` tore everything down
-    import json
-    res = json.loads(out.read_text())
-    assert res["summary"]["reachable"] == 1
-    pair = res["pairs"][0]
-    assert abs(pair["error_ms"]) <= SMALL_TOL_MS
-    assert res["run"]["emulation"]["link"] in ("netem", "userspace")
-    assert res["run"]["versions"]["os-ken"]
-    assert_clean(res["run"]["run_id"])
-
-
 def test_bad_topology_file_fails_cleanly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("format: edwc-topology/1\nsites:\n  - {id: a, kind: metro, region: r, "
