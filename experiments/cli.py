@@ -10,9 +10,11 @@ from typing import Any
 
 from experiments.runner import Experiment, ExperimentError
 
+END_GRACE_S = 5.0  # the measurement window ends this long after the workload's last arrival
 CAPACITY_TARGET_UNITS = 300  # --capacity-scale auto: scale total compute to about this
-QUICK = {"duration": 15.0, "envelope_count": 20, "envelope_parallel": 8}
-NORMAL = {"envelope_count": 40, "envelope_parallel": 4}
+QUICK = {"duration": 15.0, "envelope_count": 20, "envelope_parallel": 4,
+         "envelope_pairs": "sample"}
+NORMAL = {"envelope_count": 40, "envelope_parallel": 4, "envelope_pairs": "metro-cluster"}
 
 
 def add_topology_options(ap: argparse.ArgumentParser) -> None:
@@ -40,6 +42,7 @@ def add_controller_options(ap: argparse.ArgumentParser) -> None:
 
 def add_workload_options(ap: argparse.ArgumentParser, duration: float) -> None:
     g = ap.add_argument_group("workload")
+    ap.set_defaults(default_duration=duration)
     g.add_argument("--workload", metavar="FILE",
                    help="replay requests from a CSV or JSONL file (columns t, metro, service "
                         "[, units, duration_s, deferrable]) instead of generating them")
@@ -79,9 +82,11 @@ def add_envelope_options(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--envelope-parallel", type=int, default=None,
                    help=f"pairs measured at once (default: {NORMAL['envelope_parallel']}, "
                         f"--quick {QUICK['envelope_parallel']})")
-    g.add_argument("--envelope-pairs", default="metro-cluster",
-                   choices=("metro-cluster", "all", "hubs"),
-                   help="which host pairs (default: metro-cluster)")
+    g.add_argument("--envelope-pairs", default=None,
+                   choices=("metro-cluster", "sample", "all", "hubs"),
+                   help="which host pairs: every metro-cluster pair, a sample (each metro to "
+                        "its nearest and farthest cluster), all, or one per hub (default: "
+                        "metro-cluster; --quick: sample)")
     g.add_argument("--tiers", metavar="FILE",
                    help="latency circles (default: probes/data/envelopes.yaml)")
 
@@ -123,7 +128,8 @@ def _scale(text: str) -> float | None:
 
 def apply_quick(ap: argparse.ArgumentParser, args: argparse.Namespace, argv: Any) -> None:
     """Fill the options --quick changes, unless they were given explicitly."""
-    base = QUICK if getattr(args, "quick", False) else NORMAL
+    quick = getattr(args, "quick", False)
+    base = dict(QUICK) if quick else dict(NORMAL, duration=args.default_duration)
     for k, v in base.items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
@@ -186,12 +192,15 @@ def preflight(args: argparse.Namespace) -> None:
         net = load_network(args)
     except (EnvelopeError, TopologyError) as e:
         raise ExperimentError(str(e)) from None
-    if args.workload:
-        from experiments.workload import WorkloadError, load_replay
-        try:
+    from experiments.workload import WorkloadError, load_replay, resolve
+    try:
+        if args.workload:
             load_replay(args.workload, net)
-        except WorkloadError as e:
-            raise ExperimentError(str(e)) from None
+        elif getattr(args, "duration", None):
+            from topology.services import default_services
+            resolve(workload_config(args, net, None), net.services or default_services(), net)
+    except WorkloadError as e:
+        raise ExperimentError(str(e)) from None
     if not any(s.compute and s.compute.units for s in net.sites):
         raise ExperimentError(f"topology {net.name} has no site with compute units: give "
                               "clusters a 'compute: {units: {...}}' entry")
@@ -275,7 +284,8 @@ def run_requests(exp: Experiment, emu: Any, requests: list, args: argparse.Names
                               and collect(exp, emu, requests, args))
     try:
         steps.drive_workload(exp, emu, requests, label=label, on_tick=on_tick,
-                             start_at=start_at, rows=rows)
+                             start_at=start_at, rows=rows,
+                             stop_after_s=args.duration + END_GRACE_S)
     finally:
         exp.result["jobs"] = job_records(requests, rows, emu.plan)
     return exp.result["jobs"]

@@ -159,6 +159,13 @@ class CutSchedule:
     def done(self) -> bool:
         return not self.plan
 
+    def events(self) -> list[tuple[float, None]]:
+        """Cuts and restores as separate events, so each gets its own interruption."""
+        out = []
+        for c in self.cuts:
+            out += [(c[k], None) for k in ("t_cut", "t_restore") if c.get(k) is not None]
+        return out
+
     def __call__(self, _t: float = 0.0) -> None:
         now = self.run.now()
         while self.plan and self.plan[0][0] <= now:
@@ -266,9 +273,10 @@ def body(exp: Experiment, args) -> None:
         emu = exp.start_emulation(net, **cli.emulation_options(args))
     src_host = next(h.name for h in emu.plan.hosts if h.site == pair[0])
     dst_host = next(h.name for h in emu.plan.hosts if h.site == pair[1])
-    backup = (emu.controller_status().get("failover") or {})
-    if backup:
-        exp.note(f"fast-failover coverage: {backup}")
+    cov = emu.controller_status().get("backup_coverage")
+    if cov:
+        exp.note(f"fast-failover backup next hops (switch, destination): {cov}")
+        exp.result["scenario_backup_coverage"] = cov
     requests = cli.make_requests(exp, args, net, emu.plan) if args.workload_on else []
     stream_s = args.duration + 1.0
     # The stream starts 4 s out and the workload at the same instant: one clock for both
@@ -284,11 +292,11 @@ def body(exp: Experiment, args) -> None:
             while not sched.done():
                 sched()
                 time.sleep(0.02)
-            result = run.wait()
+            result = run.wait(events=sched.events())
         finally:
             sched.restore_if_down()
             if result is None:
-                result = run.stop()
+                result = run.stop(events=sched.events())
             exp.result["scenario"] = analyse(exp, net, result, sched, pair[0], pair[1], args)
     if requests:
         with exp.phase("collect"):

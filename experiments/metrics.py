@@ -16,10 +16,14 @@ Outcome of one job (``outcome`` key), from the client's view (gateway/client.py)
   "timeout", "closed", "bad-reply", other gateway errors (unknown-service, no-kind,
   too-large, shutting-down), a job that started but was lost before its done reply, and
   "overload" (the load generator's own concurrency bound: the request was never sent).
-- interrupted: the run stopped while the job was in flight; its fate is unknown.
+- running: the job started and was still running when the measurement window ended (the
+  runner stops the load generators a few seconds after the last arrival; error
+  "running-at-end"): its response latency counts, its units count until the window's end.
+- interrupted: the run stopped (Ctrl-C) while the job was in flight; its fate is unknown.
 - not-sent: no result line (the run stopped before the request was due).
 
-SLA: ``sla_ok`` is True for a job that started (ok), ran to its end (done), and whose
+SLA: ``sla_ok`` is True for a job that started (ok), ran to its end (done) or was still
+running at the window's end, and whose
 response latency (``start_ms``: request sent -> start reply, i.e. path round trip plus
 queueing) is within the service's ``budget_ms``; False for a started job over budget or
 lost before its end; None for jobs that never started (refused, busy and failed are
@@ -45,7 +49,8 @@ from probes.stats import percentile
 
 WESTERN_HUBS = ("nmg", "gz", "gs", "nx")  # the four western national hubs of EDWC
 KW_PER_UNIT = 1.0  # illustrative power draw of one compute unit (accelerator + host share)
-OUTCOMES = ("served", "refused", "busy", "failed", "interrupted", "not-sent")
+OUTCOMES = ("served", "running", "refused", "busy", "failed", "interrupted", "not-sent")
+RUNNING_AT_END = "running-at-end"  # the runner's error for jobs cut off by the window's end
 BUSY_ERRORS = ("busy", "overloaded")
 
 
@@ -69,6 +74,8 @@ def outcome(result: dict | None) -> str:
         return "served"
     if err == "interrupted":
         return "interrupted"
+    if err == RUNNING_AT_END:
+        return "running" if result.get("ok") else "interrupted"
     if err == "connect":
         detail = str(result.get("detail") or "").lower()
         if "refused" in detail or "reset" in detail:
@@ -114,8 +121,8 @@ def job_records(requests: Iterable, results: Iterable[dict], plan) -> list[dict]
         start_ms = r.get("start_ms")
         sla: bool | None = None
         if r.get("ok") and oc != "interrupted":
-            sla = bool(r.get("done")) and start_ms is not None and budget is not None \
-                and start_ms <= budget
+            sla = (bool(r.get("done")) or oc == "running") and start_ms is not None \
+                and budget is not None and start_ms <= budget
         out.append({
             "idx": q.idx, "t": q.t, "t_start": r.get("t_start"),
             "client": client.get(q.metro, q.metro), "metro": q.metro, "service": q.service,
@@ -189,7 +196,8 @@ def compute_metrics(jobs: Sequence[dict], plan, window_s: float,
     unit_h = held_total / 3600.0
     n = len(sent)
     return {
-        "requests": n, "served": counts["served"], "refused": counts["refused"],
+        "requests": n, "served": counts["served"], "running_at_end": counts["running"],
+        "refused": counts["refused"],
         "busy": counts["busy"], "failed": counts["failed"],
         "interrupted_jobs": counts["interrupted"], "not_sent": counts["not-sent"],
         "client_overload": sum(1 for j in sent if j.get("error") == "overload"),

@@ -46,8 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_envelope_options(ap)
     cli.add_run_options(ap)
     ap.add_argument("--quick", action="store_true",
-                    help="a short run: 20 probes per envelope pair, 8 pairs at a time, a "
-                         "15 s workload (explicit --duration/--envelope-* win)")
+                    help="a short run: each metro to its nearest and farthest cluster, 20 "
+                         "probes per pair, a 15 s workload (explicit --duration and "
+                         "--envelope-* options win)")
     args = ap.parse_args(argv)
     cli.apply_quick(ap, args, argv)
     cli.check_common(ap, args)

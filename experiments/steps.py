@@ -42,10 +42,12 @@ def verify_envelopes(exp: Experiment, emu: Any, net: Any, pairs_mode: str = "met
         cfg = replace(cfg, min_samples=count)
         exp.note(f"envelope: {count} probes per pair, below the default {cfg.min_samples}; "
                  "verdicts need only that many samples")
-    pairs = list(pairs) if pairs is not None else select_pairs(net, pairs_mode)
+    mode = pairs_mode if pairs is None else "given"
+    if pairs is None:
+        pairs = sample_pairs(net) if pairs_mode == "sample" else select_pairs(net, pairs_mode)
     results: dict = {}
     errors: dict = {}
-    meta = {"pairs_mode": pairs_mode if pairs is None else "given", "count": count,
+    meta = {"pairs_mode": mode, "count": count,
             "interval_s": interval_s, "parallel": parallel}
 
     def store() -> dict:
@@ -81,6 +83,23 @@ def verify_envelopes(exp: Experiment, emu: Any, net: Any, pairs_mode: str = "met
     return env
 
 
+def sample_pairs(net: Any) -> list[tuple[str, str]]:
+    """Each metro to its nearest and its farthest cluster (model one-way delay): the two
+    ends of its delay range, for a quick check."""
+    from probes.envelope import select_pairs
+    from topology.paths import shortest_path
+
+    graph = net.graph()
+    by_metro: dict[str, list[tuple[float, str]]] = {}
+    for m, c in select_pairs(net, "metro-cluster"):
+        by_metro.setdefault(m, []).append((shortest_path(net, m, c, graph).delay_ms, c))
+    out: list[tuple[str, str]] = []
+    for m, cs in by_metro.items():
+        cs.sort()
+        out += [(m, c) for _d, c in dict.fromkeys([cs[0], cs[-1]])]
+    return out
+
+
 def metro_hosts(plan: Any, metros: list[str]) -> dict[str, str]:
     """metro site id -> its host name (the first host of the site)."""
     out: dict[str, str] = {}
@@ -96,7 +115,8 @@ def metro_hosts(plan: Any, metros: list[str]) -> dict[str, str]:
 def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "workload",
                    timeout_s: float = 5.0, start_delay_s: float = 3.0,
                    on_tick: Any = None, start_at: float | None = None,
-                   rows: list[dict] | None = None) -> list[dict]:
+                   rows: list[dict] | None = None, stop_after_s: float | None = None
+                   ) -> list[dict]:
     """Run ``requests`` (experiments.workload.Request) from their metros' hosts against the
     service addresses; returns the loadgen result rows (see experiments/loadgen.py).
     ``on_tick(t)`` is called about every 0.1 s with seconds since the workload start (the
@@ -104,8 +124,11 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
     time) puts t = 0 at a given instant, e.g. a probe stream's start, so that both share
     one clock; default: ``start_delay_s`` from now (the generators need ~1-2 s to start).
     ``rows``: a list to fill with the results, so that a caller still has them when an
-    interrupt propagates out of this function."""
+    interrupt propagates out of this function. ``stop_after_s``: end of the measurement
+    window (s after t = 0); jobs still running then are stopped and recorded as running at
+    the end (experiments.metrics RUNNING_AT_END) instead of stretching the run."""
     from experiments.loadgen import make_schedule, read_results
+    from experiments.metrics import RUNNING_AT_END
     from probes.owd import stop_process
 
     plan = emu.plan
@@ -145,8 +168,12 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
                      f"{max((r.t for r in requests), default=0):.0f} s")
         deadline = start_at + end_t + 2 * timeout_s + 15.0
         last_print = 0.0
+        cut_off = False
         while any(p.poll() is None for p in procs.values()):
             now = time.time()
+            if stop_after_s is not None and now >= start_at + stop_after_s:
+                cut_off = True
+                break
             if on_tick is not None and now >= start_at:
                 on_tick(now - start_at)
             if now > deadline:
@@ -168,7 +195,12 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
                 exp.result["errors"].append(f"load generator at {metro} exited with "
                                             f"{p.returncode}: {err[-300:]}")
         for path in outs.values():
-            rows += read_results(str(path))
+            got = read_results(str(path))
+            if cut_off:
+                for r in got:
+                    if r.get("error") == "interrupted":
+                        r["error"] = RUNNING_AT_END
+            rows += got
     return rows
 
 
