@@ -56,14 +56,12 @@ import common
 import steer_common as sc
 
 from controller.policy import dampen, load_policy
+from experiments.metrics import KW_PER_UNIT, WESTERN_HUBS
+from experiments.workload import ANALYTIC_MIX
 from gateway.pool import BUSY, STARTED, Job, Pool, significant_change
 
 POLICIES = ("nearest", "least-loaded", "greenest", "weighted", "random", "round-robin")
-WESTERN_HUBS = ("nmg", "gz", "gs", "nx")  # the four western national hubs of EDWC
-# service -> (share of requests, mean duration in seconds); illustrative
-MIX = {"infer-rt": (0.40, 2.0), "infer": (0.30, 10.0), "train-batch": (0.10, 300.0),
-       "render": (0.20, 60.0)}
-KW_PER_UNIT = 1.0  # illustrative power draw of one compute unit (accelerator + host share)
+MIX = ANALYTIC_MIX  # service -> (share of requests, mean duration in seconds); illustrative
 MAX_QUEUE = 64  # the agent's default
 MIN_GAP_S = 0.05  # the agent's minimum gap between change-triggered advertisements
 

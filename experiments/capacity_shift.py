@@ -36,7 +36,7 @@ import subprocess  # noqa: E402
 from collections import Counter  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from experiments.runner import REPO_ROOT, Experiment, ExperimentError, check_report_dir  # noqa: E402,E501
+from experiments.runner import REPO_ROOT, Experiment, ExperimentError  # noqa: E402
 
 ACTIONS = ("fill", "offline")
 
@@ -215,16 +215,8 @@ def body(exp: Experiment, args) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        report_dir = check_report_dir(args.report_dir) if args.report_dir else None
-        cli.preflight(args)
-    except (ExperimentError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    exp = Experiment("capacity-shift", "A hub's compute fills up or goes offline",
-                     cli.config_of(args), report_dir)
-    return exp.run(lambda e: body(e, args), cli=args.cli)
+    return cli.main("capacity-shift", "A hub's compute fills up or goes offline",
+                    parse_args, body, argv)
 
 
 if __name__ == "__main__":

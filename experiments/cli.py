@@ -12,7 +12,7 @@ from experiments.runner import Experiment, ExperimentError
 
 END_GRACE_S = 5.0  # the measurement window ends this long after the workload's last arrival
 CAPACITY_TARGET_UNITS = 300  # --capacity-scale auto: scale total compute to about this
-QUICK = {"duration": 15.0, "envelope_count": 20, "envelope_parallel": 4,
+QUICK = {"duration": 15.0, "envelope_count": 40, "envelope_parallel": 4,
          "envelope_pairs": "sample"}
 NORMAL = {"envelope_count": 40, "envelope_parallel": 4, "envelope_pairs": "metro-cluster"}
 
@@ -306,3 +306,21 @@ def collect(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace)
                         reroutes=counters.get("flows_repathed"))
     exp.result["metrics"] = m
     return m
+
+
+def main(kind: str, title: str, parse_args: Any, body: Any, argv: Any = None) -> int:
+    """Parse, check everything that can be checked before building (exit 2 with a clear
+    message), then run ``body(exp, args)`` as an Experiment (see runner.Experiment.run)."""
+    import sys
+
+    from experiments.runner import check_report_dir
+
+    args = parse_args(argv)
+    try:
+        report_dir = check_report_dir(args.report_dir) if args.report_dir else None
+        preflight(args)
+    except (ExperimentError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    exp = Experiment(kind, title, config_of(args), report_dir)
+    return exp.run(lambda e: body(e, args), cli=args.cli)

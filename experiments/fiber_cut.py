@@ -38,7 +38,7 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from experiments.runner import Experiment, ExperimentError, check_report_dir  # noqa: E402
+from experiments.runner import Experiment, ExperimentError  # noqa: E402
 
 LEAD_S = 3.0  # stream and workload run this long before the first cut
 PATH_SETTLE_S = 1.0  # read the controller's path this long after a cut or restore
@@ -308,16 +308,8 @@ def body(exp: Experiment, args) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        report_dir = check_report_dir(args.report_dir) if args.report_dir else None
-        cli.preflight(args)
-    except (ExperimentError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    exp = Experiment("fiber-cut", "A fibre cut on an east-west trunk under traffic",
-                     cli.config_of(args), report_dir)
-    return exp.run(lambda e: body(e, args), cli=args.cli)
+    return cli.main("fiber-cut", "A fibre cut on an east-west trunk under traffic",
+                    parse_args, body, argv)
 
 
 if __name__ == "__main__":

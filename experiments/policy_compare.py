@@ -31,7 +31,7 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from experiments.runner import Experiment, ExperimentError, check_report_dir  # noqa: E402
+from experiments.runner import Experiment, ExperimentError  # noqa: E402
 
 BUILTIN_ORDER = ("nearest", "least-loaded", "greenest", "weighted", "random", "round-robin")
 IDLE_TIMEOUT_S = 3  # placements of the previous policy idle out this fast between rounds
@@ -142,16 +142,8 @@ def body(exp: Experiment, args) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        report_dir = check_report_dir(args.report_dir) if args.report_dir else None
-        cli.preflight(args)
-    except (ExperimentError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    exp = Experiment("policy-comparison", "Steering policies on one seeded workload",
-                     cli.config_of(args), report_dir)
-    return exp.run(lambda e: body(e, args), cli=args.cli)
+    return cli.main("policy-comparison", "Steering policies on one seeded workload",
+                    parse_args, body, argv)
 
 
 if __name__ == "__main__":

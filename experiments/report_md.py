@@ -106,8 +106,8 @@ def _what(r: dict) -> list[str]:
                    + (f"; ports: {emu['port_type']} ({emu.get('port_reason', '-')})"
                       if emu.get("port_type") else ""))
         if run.get("substrate_us") is not None:
-            out.append(f"- substrate baseline: {run['substrate_us']} us (the switches' own "
-                       "latency, accounted for by the delay line)")
+            out.append(f"- substrate baseline: {fmt(run['substrate_us'], nd=1)} us per switch "
+                       "(the switches' own latency, accounted for by the delay line)")
     else:
         out.append(f"- link emulation / datapath: {MISSING}")
     policy = ctl.get("policy") or cfg.get("policy")

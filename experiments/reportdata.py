@@ -16,6 +16,8 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
+from probes.stats import percentile as stats_percentile
+
 FORMAT = "edwc-report/1"
 KINDS = ("backbone", "capacity-shift", "fiber-cut", "policy-comparison")
 MISSING = "not measured"
@@ -92,15 +94,9 @@ def sanitize(obj: Any) -> Any:
     return obj
 
 
-def percentile(values: Iterable[float], p: float) -> float | None:
-    """Type-7 percentile (the same definition as probes.stats.percentile)."""
-    xs = sorted(v for v in (num(x) for x in values) if v is not None)
-    if not xs:
-        return None
-    pos = (len(xs) - 1) * p / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+def percentile(values: Iterable[Any], p: float) -> float | None:
+    """probes.stats.percentile (type 7) over the values that are numbers."""
+    return stats_percentile([v for v in (num(x) for x in values) if v is not None], p)
 
 
 def median(values: Iterable[Any]) -> float | None:

@@ -34,7 +34,7 @@ bootstrap.ensure()
 import argparse  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from experiments.runner import Experiment, ExperimentError, check_report_dir  # noqa: E402
+from experiments.runner import Experiment  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,8 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_envelope_options(ap)
     cli.add_run_options(ap)
     ap.add_argument("--quick", action="store_true",
-                    help="a short run: each metro to its nearest and farthest cluster, 20 "
-                         "probes per pair, a 15 s workload (explicit --duration and "
+                    help="a short run: envelopes of each metro to its nearest and farthest "
+                         "cluster only, a 15 s workload (explicit --duration and "
                          "--envelope-* options win)")
     args = ap.parse_args(argv)
     cli.apply_quick(ap, args, argv)
@@ -78,16 +78,8 @@ def body(exp: Experiment, args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        report_dir = check_report_dir(args.report_dir) if args.report_dir else None
-        cli.preflight(args)
-    except (ExperimentError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    exp = Experiment("backbone", "Compute-aware routing on the backbone", cli.config_of(args),
-                     report_dir)
-    return exp.run(lambda e: body(e, args), cli=args.cli)
+    return cli.main("backbone", "Compute-aware routing on the backbone",
+                    parse_args, body, argv)
 
 
 if __name__ == "__main__":

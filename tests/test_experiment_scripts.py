@@ -15,7 +15,7 @@ def test_quick_changes_only_what_was_not_given():
     assert (a.duration, a.envelope_count, a.envelope_parallel, a.envelope_pairs) == \
         (60.0, 40, 4, "metro-cluster")
     q = run_backbone.parse_args(["--quick"])
-    assert (q.duration, q.envelope_count, q.envelope_pairs) == (15.0, 20, "sample")
+    assert (q.duration, q.envelope_count, q.envelope_pairs) == (15.0, 40, "sample")
     q = run_backbone.parse_args(["--quick", "--duration", "7", "--envelope-pairs", "all"])
     assert (q.duration, q.envelope_pairs) == (7.0, "all")
 
