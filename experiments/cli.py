@@ -192,6 +192,9 @@ def preflight(args: argparse.Namespace) -> None:
         net = load_network(args)
     except (EnvelopeError, TopologyError) as e:
         raise ExperimentError(str(e)) from None
+    if not any(s.compute and s.compute.units for s in net.sites):
+        raise ExperimentError(f"topology {net.name} has no site with compute units: give "
+                              "clusters a 'compute: {units: {...}}' entry")
     from experiments.workload import WorkloadError, load_replay, resolve
     try:
         if args.workload:
@@ -201,9 +204,6 @@ def preflight(args: argparse.Namespace) -> None:
             resolve(workload_config(args, net, None), net.services or default_services(), net)
     except WorkloadError as e:
         raise ExperimentError(str(e)) from None
-    if not any(s.compute and s.compute.units for s in net.sites):
-        raise ExperimentError(f"topology {net.name} has no site with compute units: give "
-                              "clusters a 'compute: {units: {...}}' entry")
 
 
 def policies_of(args: argparse.Namespace) -> list[str]:

@@ -131,7 +131,8 @@ def test_cut_without_alternative_path_is_an_interruption(emu):
     assert t_restore - t_cut >= CUT_S
     assert g is not None and ev.verdict == "interrupted" and ev.resumed, ev.to_dict()
     assert 400.0 <= ev.interruption_ms <= 3000.0, ev.to_dict()
-    assert ev.lost >= 0.4 * 500 and r.lost == ev.lost  # nothing lost outside the event
+    # nothing lost outside the event (held packets delivered seconds late count as lost)
+    assert ev.lost >= 0.4 * 500 and r.lost + r.late == ev.lost
     assert g.start_s >= t_cut - 0.1  # it began with the cut, not before
     assert abs(ev.delay_before_ms - 5.0) <= DELAY_TOL_MS
     assert ev.delay_after_ms is not None and abs(ev.delay_after_ms - 5.0) <= DELAY_TOL_MS
