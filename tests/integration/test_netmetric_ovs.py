@@ -1,8 +1,10 @@
 """The controller's own link-delay measurement (C-NMA) on real OVS and the delay line.
 
-Stated tolerance: once every link has >= 8 probe samples, each measured one-way link delay is
-within 1.0 ms of the configured one and the median absolute error is within 0.5 ms (measured
-on an idle 2-core machine: mean error -0.01 ms, max 0.36 ms).
+Stated tolerance: once every link has filled the estimator's window (16 probe samples: the
+estimate is their minimum), each measured one-way link delay is within 1.0 ms of the
+configured one and the median absolute error is within 0.5 ms (measured on an idle 2-core
+machine: mean error -0.01 ms, max 0.36 ms; judged after 8 samples, one CI run right after the
+failover tests saw a 1.49 ms error).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ def test_measured_link_delays_agree_with_the_configuration():
                     delay_source="measured")
     emu.start()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             view = emu.api("links")
             samples = [v["samples"] for v in view["measurement"]["links"].values()]
-            if len(samples) == 6 and min(samples) >= 8:
+            if len(samples) == 6 and min(samples) >= 16:
                 break
             assert time.monotonic() < deadline, f"too few probe samples: {samples}"
             time.sleep(0.25)
