@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,57 +15,14 @@ import pytest
 
 from experiments.loadgen import RESULT_KEYS, make_schedule, read_results
 from experiments.workload import Request
+from tests.test_gateway_agent import AgentProc
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Agent:
-    """python -m gateway on 127.0.0.1 with an ephemeral service port (from its state file)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.state_file = tmp / "agent-state.json"
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # adverts land here
-        self.udp.bind(("127.0.0.1", 0))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--id", "lg1", "--units", "cuda=4",
-             "--price", "0.3", "--green", "0.5", "--services", "infer-rt,train-batch",
-             "--bind", "127.0.0.1", "--service-port", "0", "--adv-addr", "127.0.0.1",
-             "--adv-port", str(self.udp.getsockname()[1]), "--state-file", str(self.state_file),
-             "--log-file", str(tmp / "agent.log")],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.port = self.wait(lambda s: s["running"], 10.0)["service_port"]
-
-    def state(self) -> dict | None:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def wait(self, pred, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s = self.state()
-            if s is not None and pred(s):
-                return s
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()
-            time.sleep(0.02)
-        raise AssertionError(f"agent state not reached in {timeout} s: {self.state()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc.stderr.close()
-        self.udp.close()
-
-
 @pytest.fixture
 def agent(tmp_path):
-    a = Agent(tmp_path)
+    a = AgentProc(tmp_path, units="cuda=4")
     yield a
     a.stop()
 
@@ -114,7 +70,7 @@ def test_three_requests_on_schedule(agent, tmp_path):
     assert [r["idx"] for r in res] == [0, 1, 2]
     for r, e in zip(res, entries):
         assert tuple(r) == RESULT_KEYS
-        assert r["ok"] and r["done"] and r["error"] is None and r["gw"] == "lg1"
+        assert r["ok"] and r["done"] and r["error"] is None and r["gw"] == "t1"
         assert r["kind"] == "cuda" and r["t"] == e["t"]
         # sent on schedule: within 150 ms of t (threads start in well under that)
         assert e["t"] <= r["t_start"] + 0.005 and r["t_start"] - e["t"] < 0.15
@@ -138,7 +94,7 @@ def test_sigterm_mid_run_writes_interrupted_lines(agent, tmp_path):
     entries = [entry(0, 0.0, agent.port, 30.0), entry(1, 0.05, agent.port, 0.1),
                entry(2, 20.0, agent.port, 0.1)]
     proc, out, _ = start_loadgen(tmp_path, entries)
-    agent.wait(lambda s: s["counters"]["jobs_served"] >= 1 and s["running_jobs"] >= 1, 10)
+    agent.wait_state(lambda s: s["counters"]["jobs_served"] >= 1 and s["running_jobs"] >= 1, 10)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     summary, _ = finish(proc, 10)
@@ -148,7 +104,7 @@ def test_sigterm_mid_run_writes_interrupted_lines(agent, tmp_path):
     assert res[1]["done"] and res[0]["error"] == "interrupted" and not res[0]["ok"]
     assert summary["interrupted"] == 1 and summary["not_sent"] == 1 and summary["done"] == 1
     # the agent freed job 0's units when the loadgen's connection closed
-    agent.wait(lambda s: s["running_jobs"] == 0, 5)
+    agent.wait_state(lambda s: s["running_jobs"] == 0, 5)
 
 
 @pytest.mark.parametrize("content, word", [
