@@ -126,7 +126,7 @@ def _scale(text: str) -> float | None:
     return v
 
 
-def apply_quick(ap: argparse.ArgumentParser, args: argparse.Namespace, argv: Any) -> None:
+def apply_quick(args: argparse.Namespace) -> None:
     """Fill the options --quick changes, unless they were given explicitly."""
     quick = getattr(args, "quick", False)
     base = dict(QUICK) if quick else dict(NORMAL, duration=args.default_duration)
@@ -201,7 +201,7 @@ def preflight(args: argparse.Namespace) -> None:
             load_replay(args.workload, net)
         elif getattr(args, "duration", None):
             from topology.services import default_services
-            resolve(workload_config(args, net, None), net.services or default_services(), net)
+            resolve(workload_config(args), net.services or default_services(), net)
     except WorkloadError as e:
         raise ExperimentError(str(e)) from None
 
@@ -225,13 +225,12 @@ def load_network(args: argparse.Namespace) -> Any:
     return scale_compute(net, scale) if scale != 1.0 else net
 
 
-def emulation_options(args: argparse.Namespace, policy: str | None = None) -> dict:
+def emulation_options(args: argparse.Namespace) -> dict:
     return {"link_emulation": args.link_emulation, "datapath": args.datapath,
             "ovs_port_type": args.ovs_port_type, "substrate_us": args.substrate_us,
             "delay_line_rt_priority": args.delay_line_priority, "seed": args.seed,
-            "keep_work_dir": args.keep_work_dir, "policy": policy or args.policy,
-            "policy_params": args.policy_params if (policy or args.policy) == args.policy
-            else {}, "adv_interval": args.adv_interval}
+            "keep_work_dir": args.keep_work_dir, "policy": args.policy,
+            "policy_params": args.policy_params, "adv_interval": args.adv_interval}
 
 
 def config_of(args: argparse.Namespace) -> dict:
@@ -239,22 +238,20 @@ def config_of(args: argparse.Namespace) -> dict:
     return json.loads(json.dumps(cfg, default=str))
 
 
-def workload_config(args: argparse.Namespace, net: Any, plan: Any, duration: float | None = None
-                    ) -> Any:
+def workload_config(args: argparse.Namespace) -> Any:
     from experiments.workload import WorkloadConfig
     metros = args.metros.split(",") if args.metros else None
-    return WorkloadConfig(duration_s=duration or args.duration, rate_per_s=args.rate,
+    return WorkloadConfig(duration_s=args.duration, rate_per_s=args.rate,
                           load=args.load, metros=metros, diurnal=args.diurnal,
                           defer_batch=args.defer_batch, start_hour=args.start_hour,
                           seed=args.seed)
 
 
-def make_requests(exp: Experiment, args: argparse.Namespace, net: Any, plan: Any,
-                  duration: float | None = None) -> list:
+def make_requests(exp: Experiment, args: argparse.Namespace, net: Any, plan: Any) -> list:
     """Generate (or replay) the requests; stores result["workload"]."""
     from experiments import workload as wl
 
-    cfg = workload_config(args, net, plan, duration)
+    cfg = workload_config(args)
     if args.workload:
         requests = wl.load_replay(args.workload, net)
         exp.result["workload"] = wl.describe(None, requests, source=args.workload)

@@ -75,7 +75,7 @@ def explain(decisions: list[dict], policy: str) -> list[str]:
     return [f"{n} x {example[k]}" for k, n in pattern.most_common(4)]
 
 
-def switch_policy(exp: Experiment, emu, policy: str, params: dict) -> None:
+def switch_policy(emu, policy: str, params: dict) -> None:
     body = {"policy": policy}
     if params:
         body["params"] = params
@@ -106,11 +106,10 @@ def one_policy(exp: Experiment, emu, requests: list, args, policy: str) -> dict:
         exp.note(f"{policy}: {left} placement(s) of the previous round still held")
     emu.start_gateways()
     emu.wait_gateways(emu.gateway_timeout)
-    switch_policy(exp, emu, policy, args.policy_params if policy == args.policy else {})
+    switch_policy(emu, policy, args.policy_params if policy == args.policy else {})
     before = (emu.api("counters").get("controller") or {}).get("flows_repathed", 0)
     jobs = cli.run_requests(exp, emu, requests, args, label=label)
-    snap = emu.api("decisions?limit=1000")
-    decisions = [d for d in snap.get("decisions", [])]
+    decisions = emu.api("decisions?limit=1000").get("decisions", [])
     after = (emu.api("counters").get("controller") or {}).get("flows_repathed", 0)
     m = compute_metrics(jobs, emu.plan, args.duration, reroutes=after - before)
     placements = Counter(j["gw"] for j in jobs if j.get("gw"))
@@ -134,11 +133,11 @@ def body(exp: Experiment, args) -> None:
     for policy in args.policies:
         with exp.phase(f"policy {policy}"):
             rows.append(one_policy(exp, emu, requests, args, policy))
-    # the top-level jobs/metrics are those of the first policy (the plots use them)
-    exp.result["jobs"] = rows[0]["jobs"] if rows else None
-    exp.result["metrics"] = rows[0]["metrics"] if rows else None
-    for r in rows:  # one copy of the jobs per policy is enough in report.json
-        r["jobs"] = r["jobs"] if r is not rows[0] else None
+    # the top-level jobs/metrics are those of the first policy (the plots use them); its row
+    # drops its copy, so report.json holds every job list once
+    if rows:
+        exp.result["jobs"], exp.result["metrics"] = rows[0]["jobs"], rows[0]["metrics"]
+        rows[0]["jobs"] = None
 
 
 def main(argv=None) -> int:

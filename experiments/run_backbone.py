@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "cluster only, a 15 s workload (explicit --duration and "
                          "--envelope-* options win)")
     args = ap.parse_args(argv)
-    cli.apply_quick(ap, args, argv)
+    cli.apply_quick(args)
     cli.check_common(ap, args)
     return args
 

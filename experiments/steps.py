@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -39,9 +40,9 @@ def verify_envelopes(exp: Experiment, emu: Any, net: Any, pairs_mode: str = "met
 
     cfg = load_envelopes(tiers)
     if count < cfg.min_samples:
+        exp.note(f"envelope: {count} probes per pair, below the {cfg.min_samples} a verdict "
+                 "normally needs; verdicts here need only that many samples")
         cfg = replace(cfg, min_samples=count)
-        exp.note(f"envelope: {count} probes per pair, below the default {cfg.min_samples}; "
-                 "verdicts need only that many samples")
     mode = pairs_mode if pairs is None else "given"
     if pairs is None:
         pairs = sample_pairs(net) if pairs_mode == "sample" else select_pairs(net, pairs_mode)
@@ -163,7 +164,7 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
                    "--timeout", f"{timeout_s:g}"]
             with open(d / f"{metro}.stderr", "wb") as err:
                 procs[metro] = emu.net[hosts[metro]].popen(
-                    cmd, stdout=subprocess_devnull(), stderr=err, cwd=str(REPO_ROOT), env=env)
+                    cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=str(REPO_ROOT), env=env)
         exp.progress(f"{label}: {len(requests)} requests from {len(procs)} metros over "
                      f"{max((r.t for r in requests), default=0):.0f} s")
         deadline = start_at + end_t + 2 * timeout_s + 15.0
@@ -202,11 +203,6 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
                         r["error"] = RUNNING_AT_END
             rows += got
     return rows
-
-
-def subprocess_devnull() -> Any:
-    import subprocess
-    return subprocess.DEVNULL
 
 
 def _count_lines(path: Any) -> int:
