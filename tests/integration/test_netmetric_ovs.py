@@ -1,10 +1,11 @@
 """The controller's own link-delay measurement (C-NMA) on real OVS and the delay line.
 
 Stated tolerance: once every link has filled the estimator's window (16 probe samples: the
-estimate is their minimum), each measured one-way link delay is within 1.0 ms of the
-configured one and the median absolute error is within 0.5 ms (measured on an idle 2-core
-machine: mean error -0.01 ms, max 0.36 ms; judged after 8 samples, one CI run right after the
-failover tests saw a 1.49 ms error).
+estimate is their minimum) with samples taken after the emulation finished starting, each
+measured one-way link delay is within 1.0 ms of the configured one and the median absolute
+error is within 0.5 ms (measured on an idle 2-core machine: mean error -0.01 ms, max
+0.36 ms; judged on the first 16 samples, start-up included, full-suite runs saw 1.25 and
+1.49 ms errors).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ def test_measured_link_delays_agree_with_the_configuration():
                     delay_source="measured")
     emu.start()
     try:
+        # Judge a window taken wholly after the start: the first samples share the machine
+        # with the start-up itself (calibration pings, gateway agents starting).
+        at_start = {k: v["total_samples"]
+                    for k, v in emu.api("links")["measurement"]["links"].items()}
         deadline = time.monotonic() + 30
         while True:
             view = emu.api("links")
-            samples = [v["samples"] for v in view["measurement"]["links"].values()]
-            if len(samples) == 6 and min(samples) >= 16:
+            fresh = [v["total_samples"] - at_start.get(k, 0)
+                     for k, v in view["measurement"]["links"].items()]
+            if len(fresh) == 6 and min(fresh) >= 16:
                 break
-            assert time.monotonic() < deadline, f"too few probe samples: {samples}"
+            assert time.monotonic() < deadline, f"too few probe samples: {fresh}"
             time.sleep(0.25)
         result = compare(view["measurement"], emu.plan.directed_delays())
         assert result["summary"]["n"] == 6, result
