@@ -70,11 +70,23 @@ if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
 else
     say "Python dependencies up to date"
 fi
-# The project itself: a .pth file puts the checkout on the venv's path (no build step).
-site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$HERE" > "$site/edwc_testbed.pth"
-"$VENV/bin/python" -c 'import topology.mncompat, mininet.net, os_ken, networkx, yaml, matplotlib' \
+# The project itself, installed editable: the venv imports this checkout and gets the `edwc`
+# command (pyproject.toml). Reinstalled only when pyproject.toml changes.
+proj_hash=$(sha256sum "$HERE/pyproject.toml" | cut -d' ' -f1)
+if [ "$(cat "$VENV/.project.sha256" 2>/dev/null)" != "$proj_hash" ] \
+        || ! "$VENV/bin/python" -c 'import common.bootstrap' 2>/dev/null \
+        || [ "$("$VENV/bin/python" -c 'import common, os; print(os.path.dirname(os.path.dirname(common.__file__)))' 2>/dev/null)" != "$HERE" ]; then
+    say "installing the project into $VENV (editable)"
+    site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    rm -f "$site/edwc_testbed.pth"  # the path file of older checkouts
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$HERE"
+    echo "$proj_hash" > "$VENV/.project.sha256"
+else
+    say "project installed"
+fi
+"$VENV/bin/python" -c 'import emulation.mncompat, mininet.net, os_ken, networkx, yaml, matplotlib' \
     || { echo "setup.sh: the environment in $VENV is incomplete; delete it and run setup.sh again" >&2; exit 1; }
+[ -x "$VENV/bin/edwc" ] || { echo "setup.sh: $VENV/bin/edwc is missing after installing the project" >&2; exit 1; }
 
 # --- 3. Open vSwitch ----------------------------------------------------------
 if ovs-vsctl --timeout=5 show >/dev/null 2>&1; then
@@ -90,4 +102,4 @@ else
         || { echo "setup.sh: Open vSwitch did not start; see /var/log/openvswitch/" >&2; exit 1; }
 fi
 
-say "ready: $("$VENV/bin/python" -m topology.emulation --brief 2>/dev/null || echo 'environment installed')"
+say "ready: $("$VENV/bin/python" -m emulation check --brief 2>/dev/null || echo 'environment installed')"

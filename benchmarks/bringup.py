@@ -8,10 +8,10 @@ routed, every host reachable from one host) and down. Target: up <= 10 s, down <
 import argparse
 import time
 
-import common
+import benchlib
 
+from emulation.network import Emulation
 from probes.ping import ping_many
-from topology.emulator import Emulation
 from topology.loader import load_topology
 
 
@@ -47,8 +47,8 @@ def main() -> None:
     out = {}
     for pt in args.ovs_port_type or ["auto", "system"]:
         runs = [once(net, pt) for _ in range(args.repeat)]
-        up = common.stats([r["up_s"] for r in runs])
-        down = common.stats([r["down_s"] for r in runs])
+        up = benchlib.stats([r["up_s"] for r in runs])
+        down = benchlib.stats([r["down_s"] for r in runs])
         ports = runs[0]["emulation"]["port_type"]
         print(f"{net.name}, OVS ports {ports}: up median {up['median']:.1f} s "
               f"(max {up['max']:.1f}), down median {down['median']:.1f} s "
@@ -56,7 +56,7 @@ def main() -> None:
               f"{sorted({u for r in runs for u in r['unreachable']}) or 'none'}")
         out[ports] = {"runs": runs, "up": up, "down": down}
     print("targets: up <= 10 s, down <= 3 s")
-    common.write("bringup", {"topology": net.name, "results": out})
+    benchlib.write("bringup", {"topology": net.name, "results": out})
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ directed link has --samples estimates, and compares the controller's published e
 import argparse
 import time
 
-import common
+import benchlib
 
 from controller.netmetric import compare
-from topology.emulator import Emulation
+from emulation.network import Emulation
 from topology.loader import load_topology
 
 
@@ -54,7 +54,7 @@ def main() -> None:
           f"max |error| {s['max_abs_error_ms']:.3f} ms")
     if errs:
         print(f"signed error range {errs[0]:+.3f} .. {errs[-1]:+.3f} ms")
-    common.write("cnma_accuracy", {"args": vars(args), "summary": s, "links": result["links"],
+    benchlib.write("cnma_accuracy", {"args": vars(args), "summary": s, "links": result["links"],
                                    "run": run})
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-import common
+import benchlib
 import steer_common as sc
 
 POLICIES = ("nearest", "greenest")
@@ -56,7 +56,7 @@ def analytic(plan, policy: str, order: list[tuple[str, str]]) -> list[dict]:
 
 
 def run(net, metros: list[str], port_type: str = "system") -> dict:
-    from topology.emulator import Emulation
+    from emulation.network import Emulation
     work = tempfile.mkdtemp(prefix="hxcc_")
     driver = f"{work}/driver.py"
     with open(driver, "w") as f:
@@ -75,8 +75,8 @@ def run(net, metros: list[str], port_type: str = "system") -> dict:
             for m in metros:
                 p = emu.net[m].popen([sys.executable, driver, json.dumps(items)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     cwd=common.ROOT,
-                                     env=dict(os.environ, PYTHONPATH=common.ROOT))
+                                     cwd=benchlib.ROOT,
+                                     env=dict(os.environ, PYTHONPATH=benchlib.ROOT))
                 o, e = p.communicate(timeout=120)
                 if p.returncode != 0:
                     raise RuntimeError(f"driver on {m} failed: {e.decode()[-600:]}")
@@ -107,7 +107,7 @@ def run(net, metros: list[str], port_type: str = "system") -> dict:
                 "agreement_pct": 100.0 * same / max(1, len(order)), "disagreements": diffs,
                 "jobs_failed": failed,
                 "emulated": emulated, "analytic": predicted,
-                "start_minus_model_rtt_ms": common.stats(resp)}
+                "start_minus_model_rtt_ms": benchlib.stats(resp)}
             s = result["policies"][policy]
             print(f"  crosscheck {policy}: {same}/{len(order)} requests on the same gateway "
                   f"({s['agreement_pct']:.0f} %), {len(failed)} job(s) failed; emulated "

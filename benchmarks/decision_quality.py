@@ -52,12 +52,12 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import common
+import benchlib
 import steer_common as sc
 
 from controller.policy import dampen, load_policy
-from experiments.metrics import KW_PER_UNIT, WESTERN_HUBS
-from experiments.workload import ANALYTIC_MIX
+from experiments.workload.generator import ANALYTIC_MIX
+from experiments.workload.metrics import KW_PER_UNIT, WESTERN_HUBS
 from gateway.pool import BUSY, STARTED, Job, Pool, significant_change
 
 POLICIES = ("nearest", "least-loaded", "greenest", "weighted", "random", "round-robin")
@@ -276,7 +276,7 @@ def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused
             "requests": len(mine), "placed": len(js), "refused": refused.get(name, 0),
             "busy": sum(1 for j in js if j.busy),
             "violations": sum(1 for j in sv if lat[j.req.idx] > svc[name].budget_ms + 1e-9),
-            "latency_p95_ms": common.percentile([lat[j.req.idx] for j in sv], 95) if sv
+            "latency_p95_ms": benchlib.percentile([lat[j.req.idx] for j in sv], 95) if sv
             else None,
             "west_share": (sum(j.units * j.req.duration for j in sv
                                if gw[j.gateway].hub in WESTERN_HUBS)
@@ -291,7 +291,7 @@ def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused
         "not_served_pct": 100.0 * (sum(refused.values()) + len(busy)) / max(1, n),
         "sla_met_pct": 100.0 * ok / max(1, n),
         "latency_mean_ms": statistics.fmean(lats) if lats else None,
-        "latency_p95_ms": common.percentile(lats, 95) if lats else None,
+        "latency_p95_ms": benchlib.percentile(lats, 95) if lats else None,
         "hub_utilization": {h: round(v, 4) for h, v in util.items()},
         "utilization_spread": max(u) - min(u) if u else None,
         "utilization_cv": statistics.pstdev(u) / mean_u if mean_u > 0 else None,
@@ -416,10 +416,10 @@ def main() -> None:
                    f"({v['agreement_pct']:.0f} %); {len(v['jobs_failed'])} job(s) failed; "
                    f"emulated start time - model RTT median {st.get('median', float('nan')):.2f}"
                    f" ms (OVS ports: {cc['ovs_port_type']})\n")
-    os.makedirs(common.RESULTS, exist_ok=True)
-    with open(os.path.join(common.RESULTS, "decision_quality.md"), "w") as f:
+    os.makedirs(benchlib.RESULTS, exist_ok=True)
+    with open(os.path.join(benchlib.RESULTS, "decision_quality.md"), "w") as f:
         f.write(md)
-    common.write("decision_quality", out)
+    benchlib.write("decision_quality", out)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ p99 <= 1 ms.
 
 import argparse
 
-import common
+import benchlib
 
+from emulation.network import Emulation
 from probes.ping import ping_many
-from topology.emulator import Emulation
 from topology.loader import load_topology
 from topology.paths import measurement_pairs, round_trip_ms
 
@@ -51,12 +51,12 @@ def main() -> None:
                 per_sample += errs
                 if errs:
                     per_pair.append({"pair": f"{m.site}>{c.site}", "configured_ms": conf,
-                                     "median_error_ms": common.stats(errs)["median"],
+                                     "median_error_ms": benchlib.stats(errs)["median"],
                                      "lost": r.sent - r.received})
             print(f"\r{min(i + args.parallel, len(pairs))}/{len(pairs)} pairs", end="",
                   flush=True)
-    s = common.stats(per_sample)
-    pm = common.stats([p["median_error_ms"] for p in per_pair])
+    s = benchlib.stats(per_sample)
+    pm = benchlib.stats([p["median_error_ms"] for p in per_pair])
     print(f"\n\n{run['emulation']}")
     print(f"one-way error (RTT/2 - configured), all {s['n']} samples: median "
           f"{s['median']:+.3f} ms, p99 {s['p99']:+.3f} ms, min {s['min']:+.3f}, "
@@ -64,7 +64,7 @@ def main() -> None:
     print(f"per-pair median errors over {pm['n']} pairs: median {pm['median']:+.3f} ms, "
           f"p99 {pm['p99']:+.3f} ms")
     print("target (userspace path): median <= 0.3 ms, p99 <= 1 ms")
-    common.write("delay_fidelity", {"run": run, "samples": s, "pairs": pm,
+    benchlib.write("delay_fidelity", {"run": run, "samples": s, "pairs": pm,
                                     "per_pair": per_pair, "pings": args.pings,
                                     "interval_s": args.interval, "parallel": args.parallel})
 

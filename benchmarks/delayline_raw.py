@@ -35,10 +35,11 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import benchlib  # first: the .venv re-exec
 
-from topology.delayline import DelayLineProcess, Hop  # noqa: E402
+from emulation.delayline import DelayLineProcess, Hop
+
+REPO = benchlib.ROOT
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:

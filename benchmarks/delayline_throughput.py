@@ -13,9 +13,9 @@ import argparse
 import json
 import time
 
-import common
+import benchlib
 
-from topology.emulator import Emulation
+from emulation.network import Emulation
 from topology.model import build_network
 
 
@@ -69,7 +69,7 @@ def main() -> None:
     ratio = out["userspace"]["gbit_s"] / out["none"]["gbit_s"]
     print(f"delay line / substrate: {ratio:.2f}; target >= min(1 Gbit/s, substrate "
           f"{out['none']['gbit_s']:.3f} Gbit/s)")
-    common.write("delayline_throughput", {"results": out, "ratio": ratio,
+    benchlib.write("delayline_throughput", {"results": out, "ratio": ratio,
                                           "seconds": args.seconds})
 
 

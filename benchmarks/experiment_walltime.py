@@ -19,18 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
+import benchlib
 
 TARGETS = {"default": 180.0, "quick": 45.0}
 
 
 def one(kind: str, topology: str, out: Path) -> dict:
-    args = [sys.executable, str(Path(common.ROOT) / "experiments" / "run_backbone.py"),
+    args = [sys.executable, str(Path(benchlib.ROOT) / "experiments" / "run_backbone.py"),
             "--topology", topology, "--report-dir", str(out)]
     if kind == "quick":
         args.append("--quick")
     t0 = time.monotonic()
-    r = subprocess.run(args, capture_output=True, text=True, cwd=common.ROOT, timeout=1200)
+    r = subprocess.run(args, capture_output=True, text=True, cwd=benchlib.ROOT, timeout=1200)
     wall = time.monotonic() - t0
     rep = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() \
         else {}
@@ -58,13 +58,13 @@ def main() -> None:
         for i in range(args.runs):
             for kind in (("quick",) if args.skip_default else ("default", "quick")):
                 rows.append(one(kind, args.topology, Path(tmp) / f"{kind}-{i}"))
-    summary = {k: common.stats([r["wall_s"] for r in rows if r["kind"] == k])
+    summary = {k: benchlib.stats([r["wall_s"] for r in rows if r["kind"] == k])
                for k in TARGETS}
     for k, s in summary.items():
         if s["n"]:
             print(f"{k}: median {s['median']:.1f} s over {s['n']} run(s), target "
                   f"{TARGETS[k]:.0f} s")
-    common.write("experiment_walltime", {"topology": args.topology, "runs": rows,
+    benchlib.write("experiment_walltime", {"topology": args.topology, "runs": rows,
                                          "summary": summary, "targets_s": TARGETS})
 
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import common
+import benchlib
 
 TARGET_MS = 50.0
 
@@ -36,12 +36,12 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="edwc-cut-") as tmp:
         out = Path(tmp) / "report"
-        cmd = [sys.executable, str(Path(common.ROOT) / "experiments" / "fiber_cut.py"),
+        cmd = [sys.executable, str(Path(benchlib.ROOT) / "experiments" / "fiber_cut.py"),
                "--topology", args.topology, "--link", args.link, "--cuts", str(args.cuts),
                "--stream-rate", args.stream_rate, "--report-dir", str(out)]
         if args.no_workload:
             cmd.append("--no-workload")
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=common.ROOT, timeout=1800)
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=benchlib.ROOT, timeout=1800)
         if not (out / "report.json").exists():
             sys.exit(f"fiber_cut.py wrote no report (exit {r.returncode}):\n{r.stderr[-2000:]}")
         rep = json.loads((out / "report.json").read_text())
@@ -55,11 +55,11 @@ def main() -> None:
               f"{c.get('lost')}, restore {c.get('restore_interruption_ms')} ms, new path "
               f"{' > '.join(c.get('new_path') or [])} p95 {c.get('new_path_one_way_ms')} ms "
               f"({c.get('verdict')})")
-    s, sr = common.stats(ints), common.stats(rest)
+    s, sr = benchlib.stats(ints), benchlib.stats(rest)
     print(f"\n{sc.get('link')} cut {len(ints)}x: interruption median {s.get('median')} ms, "
           f"max {s.get('max')} ms (target {TARGET_MS:g} ms); restore median "
           f"{sr.get('median')} ms; backup coverage {rep.get('scenario_backup_coverage')}")
-    common.write("fiber_cut_interruption", {
+    benchlib.write("fiber_cut_interruption", {
         "exit": r.returncode, "link": sc.get("link"), "stream": sc.get("stream"),
         "interruption_ms": s, "restore_interruption_ms": sr, "target_ms": TARGET_MS,
         "backup_coverage": rep.get("scenario_backup_coverage"),

@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections import deque
 
-import common
+import benchlib
 import steer_common as sc
 
 from controller import ofmsg
@@ -155,8 +155,8 @@ def inprocess(topology: str, policy: str, flows: int, sim_rate: float, idle_time
         "flows_ended": ended, "placements_at_end": len(core.steering.placements),
         "reservations_pending_at_end": sum(len(b.items)
                                            for b in core.registry._books.values()),
-        "packet_in_cpu_us": common.stats([c * 1e6 for c in cpu_in]),
-        "packet_in_wall_us": common.stats([c * 1e6 for c in wall_in]),
+        "packet_in_cpu_us": benchlib.stats([c * 1e6 for c in cpu_in]),
+        "packet_in_wall_us": benchlib.stats([c * 1e6 for c in wall_in]),
         "decisions_per_cpu_s": flows / total_in,
         "decisions_per_cpu_s_with_serialize": flows / (total_in + serial_cpu)
         if serialize else None,
@@ -273,7 +273,7 @@ def coverage() -> dict[str, int]:
 
 
 def end_to_end(args) -> dict:
-    from topology.emulator import Emulation
+    from emulation.network import Emulation
     net = sc.steering_topology()
     work = tempfile.mkdtemp(prefix="hxnr_")
     recv_py, send_py = os.path.join(work, "recv.py"), os.path.join(work, "send.py")
@@ -413,7 +413,7 @@ def latency_per_step(rows, steps, one_way_ms: float) -> dict:
     for st in steps:
         lo, hi = st["fid_first"], st["fid_first"] + st["sent"] + st["send_errors"]
         lat = [(rx - tx) / 1e6 - one_way_ms for fid, pno, tx, rx in rows if lo <= fid < hi]
-        s = common.stats(lat)
+        s = benchlib.stats(lat)
         prompt = sum(1 for x in lat if x <= 100.0)
         out[lo] = {"delivered": len(lat), "delivered_pct": 100.0 * len(lat) / max(1, st["sent"]),
                    "prompt_pct": 100.0 * prompt / max(1, st["sent"]), "setup_ms": s}
@@ -508,7 +508,7 @@ def main() -> None:
                       f"{st['refusal_reasons_last_1000_decisions']}")
     result["load_after"] = os.getloadavg()
     print(f"load average after: {os.getloadavg()}")
-    common.write("newflow_rate", result)
+    benchlib.write("newflow_rate", result)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 
-import common
+import benchlib
 import steer_common as sc
 
 # Run inside the metro host: N new UDP flows to ADDR:PORT, each from its own socket (fresh
@@ -129,7 +129,7 @@ def logic_reference(plan, policy: str, n: int = 300) -> dict:
             m.serialize()
         ser_us.append((time.thread_time() - t1) * 1e6)
         core_us.append((t1 - t) * 1e6)
-    return {"packet_in_cpu_us": common.stats(core_us), "serialize_cpu_us": common.stats(ser_us),
+    return {"packet_in_cpu_us": benchlib.stats(core_us), "serialize_cpu_us": benchlib.stats(ser_us),
             "placed": pc.core.counters["flows_placed"]}
 
 
@@ -161,7 +161,7 @@ def main() -> None:
         ap.error("--gap must be >= 0 and --second-after > 0")
     if os.geteuid() != 0:
         sys.exit("needs root (Mininet, Open vSwitch): run it with sudo")
-    from topology.emulator import Emulation
+    from emulation.network import Emulation
     load_before = os.getloadavg()
     print(f"load average before: {load_before}")
     work = tempfile.mkdtemp(prefix="hxns_")
@@ -235,7 +235,7 @@ def main() -> None:
             second.append((b[1] - b[0]) / 1e6 - ow)
         if a is not None and b is not None:
             diff.append((a[1] - a[0] - (b[1] - b[0])) / 1e6)
-    s1, s2, sd = common.stats(first), common.stats(second), common.stats(diff)
+    s1, s2, sd = benchlib.stats(first), benchlib.stats(second), benchlib.stats(diff)
     parts: dict[str, list[float]] = {"to_controller": [], "controller": [], "from_controller": []}
     if sniffer is not None:
         for fid, sport in sport_of.items():
@@ -248,7 +248,7 @@ def main() -> None:
             parts["to_controller"].append((pin - a[0]) / 1e6)
             parts["controller"].append((pout - pin) / 1e6)
             parts["from_controller"].append((a[1] - pout) / 1e6 - ow)
-    breakdown = {k: common.stats(v) for k, v in parts.items()}
+    breakdown = {k: benchlib.stats(v) for k, v in parts.items()}
     print(f"\n{run['emulation']}")
     print(f"{args.flows} flows in {elapsed:.1f} s, gateways {gateways}, packets missing in "
           f"{missing} flow(s); controller CPU {100 * (cpu1 - cpu0) / elapsed:.1f} %")
@@ -271,7 +271,7 @@ def main() -> None:
         verdict = "meets" if s1["median"] <= 2 and s1["p99"] <= 10 else "misses"
         print(f"target: median <= 2 ms, p99 <= 10 ms (packet 1, path delay removed): {verdict}")
     print(f"load average before {load_before}, after {load_after}")
-    common.write("newflow_setup", {
+    benchlib.write("newflow_setup", {
         "run": run, "flows": args.flows, "gap_s": args.gap, "second_after_s": args.second_after,
         "configured_one_way_ms": configured_ow, "gateways": gateways, "missing": missing,
         "first_packet_setup_ms": s1, "second_packet_ms": s2, "per_flow_difference_ms": sd,

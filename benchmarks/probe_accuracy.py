@@ -15,10 +15,10 @@ is added, i.e. the configured delay plus the substrate residual plus the probe's
 
 import argparse
 
-import common
+import benchlib
 
+from emulation.network import Emulation
 from probes.owd import measure_owd
-from topology.emulator import Emulation
 from topology.loader import load_topology
 from topology.paths import measurement_pairs, shortest_path
 
@@ -56,9 +56,9 @@ def main() -> None:
                     e = [x - conf[d] for x in s.samples]
                     errs[d] += e
                     row[d] = {"configured_ms": conf[d], "lost": s.lost,
-                              "median_error_ms": common.stats(e).get("median"),
-                              "p99_error_ms": common.stats(e).get("p99"),
-                              "min_error_ms": common.stats(e).get("min"),
+                              "median_error_ms": benchlib.stats(e).get("median"),
+                              "p99_error_ms": benchlib.stats(e).get("p99"),
+                              "min_error_ms": benchlib.stats(e).get("min"),
                               "jitter_ms": s.jitter}
                 per_pair.append(row)
             print(f"\r{min(i + args.parallel, len(pairs))}/{len(pairs)} pairs", end="",
@@ -70,13 +70,13 @@ def main() -> None:
     print(f"substrate compensation {run.get('substrate_us') or 0:.0f} us per link "
           f"(calibration: {cal.get('per_switch_us', 0):.0f} us per switch, residual "
           f"{cal.get('residual_us', 0):.0f} us per path); load average "
-          f"{common.machine()['loadavg']}")
+          f"{benchlib.machine()['loadavg']}")
     for d in ("forward", "reverse"):
-        s = common.stats(errs[d])
-        pm = common.stats([p[d]["median_error_ms"] for p in per_pair
+        s = benchlib.stats(errs[d])
+        pm = benchlib.stats([p[d]["median_error_ms"] for p in per_pair
                            if p[d]["median_error_ms"] is not None])
         lost = sum(p[d]["lost"] for p in per_pair)
-        floor = common.stats([p[d]["min_error_ms"] for p in per_pair
+        floor = benchlib.stats([p[d]["min_error_ms"] for p in per_pair
                               if p[d]["min_error_ms"] is not None])
         out[d] = {"samples": s, "pair_medians": pm, "pair_minima": floor, "lost": lost}
         if not s["n"]:
@@ -87,7 +87,7 @@ def main() -> None:
               f"max {s['max']:+.3f}; per-pair medians: median {pm['median']:+.3f}, p99 "
               f"{pm['p99']:+.3f} ms over {pm['n']} pairs; per-pair minima: median "
               f"{floor['median']:+.3f} ms; {lost} lost")
-    common.write("probe_accuracy", out)
+    benchlib.write("probe_accuracy", out)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ import argparse
 import random
 import statistics
 
-import common
+import benchlib
 
+from emulation.network import Emulation
 from probes.owd import measure_owd
-from topology.emulator import Emulation
 from topology.loader import load_topology
 from topology.paths import measurement_pairs
 
@@ -118,11 +118,11 @@ def main() -> None:
     print(f"substrate compensation {run.get('substrate_us') or 0:.0f} us per link "
           f"(calibration: {cal.get('per_switch_us', 0):.0f} us per switch, residual "
           f"{cal.get('residual_us', 0):.0f} us per path); load average "
-          f"{common.machine()['loadavg']}")
+          f"{benchlib.machine()['loadavg']}")
     top = rows[-1]["pairs"]
     print(f"first concurrency with a median shift > {args.threshold} ms: "
           f"{first if first else f'none up to {top} pairs'}")
-    common.write("probe_cost", {"run": run, "count": args.count, "interval_s": args.interval,
+    benchlib.write("probe_cost", {"run": run, "count": args.count, "interval_s": args.interval,
                                 "size": args.size, "repeats": args.repeats,
                                 "threshold_ms": args.threshold, "levels": rows,
                                 "first_over_threshold": first,

@@ -20,8 +20,6 @@ import os
 import time
 from typing import Any
 
-import common  # noqa: F401  (sys.path and the .venv re-exec)
-
 from controller import ofmsg
 from controller.core import ControllerCore, PortInfo
 from controller.packet import udp_frame

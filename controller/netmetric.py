@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
-from probes.stats import percentile
+from common.stats import percentile
 
 Link = tuple[int, int, int, int]  # (from_dpid, from_port, to_dpid, to_port)
 STATISTICS = ("median", "min")

@@ -3,7 +3,7 @@
 Pure: no root, no emulation. The tiers (1 ms within a city, 5 ms within a region, 20 ms
 between national hubs) are data (probes/data/envelopes.yaml, or a file of the same format);
 which pair falls in which tier is derived from the topology; the verdict takes measured
-summaries (probes.stats.Summary, from probes.owd.measure_owd) and returns plain objects that
+summaries (common.stats.Summary, from probes.owd.measure_owd) and returns plain objects that
 probes.envelope_report renders as a table, JSON or Markdown.
 
 Rules (docs/probes.md, "Envelopes and path verification"):
@@ -229,7 +229,7 @@ def assign_tier(net: Network, a: str, b: str, tiers: Sequence[Tier]) -> Tier | N
 
 # --- verdicts -------------------------------------------------------------------------------
 
-class SummaryLike(Protocol):  # probes.stats.Summary
+class SummaryLike(Protocol):  # common.stats.Summary
     sent: int
     received: int
     loss_pct: float
@@ -260,7 +260,7 @@ class Judgement:
 
 def _n_samples(s: SummaryLike) -> int:
     """Delay samples in the series: a one-way series can count more packets received than
-    it has delays for (probes.stats.Summary.n_samples); the verdict needs the delays."""
+    it has delays for (common.stats.Summary.n_samples); the verdict needs the delays."""
     n = getattr(s, "n_samples", None)
     return s.received if n is None else int(n)
 

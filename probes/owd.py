@@ -46,8 +46,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.stats import Summary, sequence_stats, summarize
 from probes.owdwire import MAX_COUNT, ProbeFormatError, bitmap_members
-from probes.stats import Summary, sequence_stats, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 6500

@@ -347,7 +347,7 @@ def schedule_rounds(pairs: Sequence[tuple[str, str]]) -> list[list[tuple[str, st
     return rounds
 
 
-# --- the runner (needs a running topology.emulator.Emulation) ------------------------------
+# --- the runner (needs a running emulation.network.Emulation) ------------------------------
 
 SENDER = (
     "import socket,sys,time\n"

@@ -11,7 +11,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-from probes import stats
+from common import stats
 
 _REPLY = re.compile(r"icmp_seq=(\d+)\b.*?\btime[=<]([0-9.]+) ?ms")
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")

@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
+from common.stats import Summary, sequence_stats, summarize
 from probes.owd import ProbeError, stop_process
-from probes.stats import Summary, sequence_stats, summarize
 from probes.streamprog import RecordFile, StreamFormatError, read_records
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

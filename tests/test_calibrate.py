@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from topology.calibrate import choose_pairs, fit, from_points
+from emulation.calibrate import choose_pairs, fit, from_points
 from topology.loader import load_topology
 from topology.plan import make_plan
 

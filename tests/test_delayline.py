@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from topology.delayline import (
+from emulation.delayline import (
     FORMAT,
     DelayLineError,
     DelayLineProcess,
@@ -227,7 +227,7 @@ def test_cli_bad_config_exit_2(tmp_path):
     c = cfg(tmp_path, loss=2)
     p = tmp_path / "c.json"
     p.write_text(json.dumps(c))
-    r = subprocess.run([sys.executable, "-m", "topology.delayline", str(p)], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "emulation.delayline", str(p)], cwd=REPO,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "beijing-bth:a>b" in r.stderr and "loss" in r.stderr
@@ -235,12 +235,12 @@ def test_cli_bad_config_exit_2(tmp_path):
 
 
 def test_cli_unreadable_and_bad_json(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "topology.delayline", str(tmp_path / "nope.json")],
+    r = subprocess.run([sys.executable, "-m", "emulation.delayline", str(tmp_path / "nope.json")],
                        cwd=REPO, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "cannot read config" in r.stderr
     p = tmp_path / "bad.json"
     p.write_text("{not json")
-    r = subprocess.run([sys.executable, "-m", "topology.delayline", str(p)],
+    r = subprocess.run([sys.executable, "-m", "emulation.delayline", str(p)],
                        cwd=REPO, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "not valid JSON" in r.stderr
 
@@ -259,7 +259,7 @@ def test_hop_roundtrip(tmp_path):
 
 
 def test_importable_without_scapy():
-    code = ("import sys; sys.modules['scapy'] = None; import topology.delayline as d; "
+    code = ("import sys; sys.modules['scapy'] = None; import emulation.delayline as d; "
             "assert 'scapy' not in [m for m in sys.modules if sys.modules[m] is not None]")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

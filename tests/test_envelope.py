@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from common.stats import summarize
 from probes.envelope import (
     DEFAULT_FILE,
     FAIL,
@@ -30,7 +31,6 @@ from probes.envelope import (
     site_hub,
 )
 from probes.envelope_report import render_markdown, render_table, to_json
-from probes.stats import summarize
 from topology.loader import load_topology
 from topology.model import build_network
 

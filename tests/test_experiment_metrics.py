@@ -8,7 +8,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from experiments.metrics import (
+from experiments.workload.generator import Request
+from experiments.workload.metrics import (
     WESTERN_HUBS,
     compute_metrics,
     energy_cost_cny,
@@ -16,7 +17,6 @@ from experiments.metrics import (
     outcome,
     placements_over_time,
 )
-from experiments.workload import Request
 
 PLAN = NS(
     services=(NS(name="infer", budget_ms=40.0, units=2),

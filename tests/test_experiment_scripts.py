@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from experiments import capacity_shift, fiber_cut, policy_compare, run_backbone
-from experiments.runner import ExperimentError, check_report_dir
+from experiments.framework.runner import ExperimentError, check_report_dir
+from experiments.studies import backbone as run_backbone
+from experiments.studies import capacity_shift, fiber_cut, policy_compare
 from topology.loader import load_topology
 
 

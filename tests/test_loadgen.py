@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.loadgen import RESULT_KEYS, make_schedule, read_results
-from experiments.workload import Request
+from experiments.workload.generator import Request
+from experiments.workload.loadgen import RESULT_KEYS, make_schedule, read_results
 from tests.test_gateway_agent import AgentProc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def start_loadgen(tmp: Path, entries: list[dict], lead_s: float = 0.7, *extra: s
     sched.write_text(json.dumps({"requests": entries}))
     start_at = time.time() + lead_s
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.loadgen", "--schedule", str(sched),
+        [sys.executable, "-m", "experiments.workload.loadgen", "--schedule", str(sched),
          "--start-at", repr(start_at), "--out", str(out), "--timeout", "5", *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
@@ -118,8 +118,9 @@ def test_sigterm_mid_run_writes_interrupted_lines(agent, tmp_path):
 def test_bad_schedule_exits_2_without_marker(tmp_path, content, word):
     sched, out = tmp_path / "s.json", tmp_path / "r.jsonl"
     sched.write_text(content)
-    p = subprocess.run([sys.executable, "-m", "experiments.loadgen", "--schedule", str(sched),
-                        "--start-at", str(time.time()), "--out", str(out)],
+    p = subprocess.run([sys.executable, "-m", "experiments.workload.loadgen",
+                        "--schedule", str(sched), "--start-at", str(time.time()),
+                        "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=20)
     assert p.returncode == 2 and word in p.stderr and p.stdout == ""
     assert not Path(f"{out}.ready").exists()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from emulation import lifecycle
+from emulation.linkmode import queue_limit_packets, shaping_commands
 from probes.ping import PingParseError, parse_ping, percentile, ping_command
-from topology import lifecycle
-from topology.emulation import queue_limit_packets, shaping_commands
 from topology.loader import load_topology
 from topology.plan import make_plan
 
@@ -169,7 +169,7 @@ def test_reused_pid_is_not_killed(record_dir):
 def test_mininet_imports_without_distutils():
     """Ubuntu 24.04's Python 3.12 has no distutils; Mininet 2.3.0 imports it."""
     code = ("import sys; sys.modules['distutils'] = None; sys.modules['distutils.version'] = None\n"
-            "import topology.mncompat\n"
+            "import emulation.mncompat\n"
             "import mininet.node\n"
             "from distutils.version import StrictVersion as S\n"
             "assert S('1.9') < S('1.10') and not S('3.1') < S('1.10')\n"

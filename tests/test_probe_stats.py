@@ -1,10 +1,10 @@
-"""probes.stats: percentiles, RFC 3550 jitter, reordering/duplicates, Summary edge cases."""
+"""common.stats: percentiles, RFC 3550 jitter, reordering/duplicates, Summary edge cases."""
 
 import math
 
 import pytest
 
-from probes.stats import Summary, percentile, rfc3550_jitter, sequence_stats, summarize
+from common.stats import Summary, percentile, rfc3550_jitter, sequence_stats, summarize
 
 CONTRACT_FIELDS = {"sent", "received", "lost", "loss_pct", "min", "p50", "p95", "p99", "max",
                    "mean", "jitter", "reordered", "duplicates"}

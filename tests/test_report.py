@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import compare, plots
-from experiments.report import (
+from experiments.report import compare, plots
+from experiments.report.build import (
     JSON_NAME,
     MD_NAME,
     ReportError,
@@ -24,7 +24,7 @@ from experiments.report import (
     summary_lines,
     write_report,
 )
-from experiments.reportdata import MISSING, PLOT_FILES, metro_hub_matrix
+from experiments.report.data import MISSING, PLOT_FILES, metro_hub_matrix
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report_result.json"
 DPI = 40  # small plots keep the file fast; sizes scale exactly with it

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from experiments.workload import (
+from experiments.workload.generator import (
     BATCH_PROFILE,
     DEFAULT_MIX,
     INTERACTIVE_PROFILE,

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from topology.delayline import DelayLineError, DelayLineProcess, Hop
+from emulation.delayline import DelayLineError, DelayLineProcess, Hop
 
 pytestmark = [
     pytest.mark.root,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from emulation.network import BuildError, Emulation
 from probes.ping import ping_from
 from tests.integration.conftest import assert_clean, leftovers
-from topology.emulator import BuildError, Emulation
 from topology.loader import load_topology
 from topology.paths import round_trip_ms
 
@@ -109,9 +109,8 @@ def test_failed_build_rolls_back():
 
 
 CRASH_SCRIPT = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {root!r})
-    from topology.emulator import Emulation
+    import time
+    from emulation.network import Emulation
     from topology.loader import load_topology
     # system ports: the run also owns an OVSDB QoS row, which cleanup must remove too
     emu = Emulation(load_topology({tiny!r}), ovs_port_type="system",
@@ -129,7 +128,7 @@ def test_cleanup_after_sigkill_removes_exactly_the_run(tmp_path):
                     "datapath_type=netdev"], check=True)
     bystander = subprocess.Popen(["ping", "-q", "127.0.0.1"], stdout=subprocess.DEVNULL)
     crashed = subprocess.Popen([sys.executable, "-c",
-                                CRASH_SCRIPT.format(root=str(ROOT), tiny=str(TINY))],
+                                CRASH_SCRIPT.format(tiny=str(TINY))], cwd=ROOT,
                                stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         rid = crashed.stdout.readline().strip()
@@ -140,7 +139,7 @@ def test_cleanup_after_sigkill_removes_exactly_the_run(tmp_path):
         left = leftovers(rid)
         assert left["interfaces"] and left["bridges"] and left["record"]
         assert left["ovs_qos_rows"]
-        out = subprocess.run([sys.executable, "-m", "topology", "cleanup"], cwd=ROOT,
+        out = subprocess.run([sys.executable, "-m", "emulation", "cleanup"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert f"run {rid}: removed" in out.stdout
@@ -152,7 +151,7 @@ def test_cleanup_after_sigkill_removes_exactly_the_run(tmp_path):
         assert subprocess.run(["ovs-vsctl", "br-exists", foreign_br]).returncode == 0
         assert bystander.poll() is None
         assert foreign_log.read_text() == "not ours"
-        again = subprocess.run([sys.executable, "-m", "topology", "cleanup"], cwd=ROOT,
+        again = subprocess.run([sys.executable, "-m", "emulation", "cleanup"], cwd=ROOT,
                                capture_output=True, text=True, timeout=60)
         assert "nothing to clean up" in again.stdout or f"run {rid}" not in again.stdout
     finally:
@@ -178,7 +177,7 @@ def test_bad_topology_file_fails_cleanly(tmp_path):
 
 def test_failure_in_the_middle_of_the_build_rolls_back(monkeypatch):
     """Bridges, veths, host namespaces and the controller exist when the delay line fails."""
-    from topology import delayline
+    from emulation import delayline
 
     def fail(cls, *args, **kwargs):
         raise delayline.DelayLineError("injected failure")

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from emulation.network import Emulation
 from probes.pathcheck import MATCH, MISMATCH, PROBE_PORT_BASE, verify_paths
 from tests.integration.conftest import assert_clean
-from topology.emulator import Emulation
 from topology.loader import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]

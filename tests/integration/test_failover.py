@@ -37,8 +37,8 @@ from pathlib import Path
 
 import pytest
 
+from emulation.network import Emulation
 from tests.integration.conftest import assert_clean
-from topology.emulator import Emulation
 from topology.model import build_network
 from topology.services import make_services
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 
 from controller.netmetric import compare
+from emulation.network import Emulation
 from tests.integration.conftest import assert_clean
 from tests.integration.steer_topo import steering_network
-from topology.emulator import Emulation
 
 
 def test_measured_link_delays_agree_with_the_configuration():

@@ -23,9 +23,9 @@ import time
 
 import pytest
 
+from emulation.network import Emulation
 from probes.stream import StreamRun
 from tests.integration.conftest import assert_clean
-from topology.emulator import Emulation
 from topology.model import build_network
 from topology.paths import shortest_path
 

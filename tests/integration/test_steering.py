@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from emulation.network import Emulation
 from tests.integration.conftest import assert_clean
 from tests.integration.steer_topo import SERVICE, steering_network
-from topology.emulator import Emulation
 
 PY = sys.executable
 

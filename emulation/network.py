@@ -4,7 +4,7 @@
         emu.net["beijing"].cmd("ping -c1", emu.plan.host("zhangjiakou").ip)
 
 One plan (topology.plan) feeds Mininet, the controller (plan.json) and the reports. Every
-bridge, interface and process is recorded (topology.lifecycle) before or as it is
+bridge, interface and process is recorded (emulation.lifecycle) before or as it is
 created; stop() and a failed start() remove exactly those.
 """
 
@@ -21,14 +21,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from topology import emulation
-from topology.emulation import EmulationChoice, EmulationError
-from topology.lifecycle import RECORD_DIR, RunRecord, del_bridges_command, intf_exists
+from emulation import linkmode as emulation
+from emulation.lifecycle import RECORD_DIR, RunRecord, del_bridges_command, intf_exists
+from emulation.linkmode import EmulationChoice, EmulationError
 from topology.model import Network
 from topology.plan import Plan, make_plan, new_run_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Compensation the relays start with; unless the caller gives one, topology.calibrate then
+# Compensation the relays start with; unless the caller gives one, emulation.calibrate then
 # measures the switch substrate of the running network and sets it.
 DEFAULT_SUBSTRATE_US = 0.0
 
@@ -424,8 +424,8 @@ class Emulation:
         from mininet.net import Mininet
         from mininet.node import Host
 
-        import topology.mncompat  # noqa: F401  (before any mininet import)
-        from topology.mnlinks import DelayLineLink, PortTypeOVSSwitch
+        import emulation.mncompat  # noqa: F401  (before any mininet import)
+        from emulation.mnlinks import DelayLineLink, PortTypeOVSSwitch
 
         plan, rec, choice = self.plan, self._record, self.choice
         userspace = choice.link == "userspace"
@@ -582,7 +582,7 @@ class Emulation:
         _batch(["tc"], self._root_tc, "link shaping (tc)")
 
     def _calibrate(self) -> None:
-        from topology.calibrate import calibrate
+        from emulation.calibrate import calibrate
 
         cal = calibrate(self)
         for dl in self._delay_lines:
@@ -611,7 +611,7 @@ class Emulation:
                 f"{'; '.join(bad[:3]) or r.stderr.strip()}; run with --ovs-port-type system")
 
     def _start_delay_lines(self) -> None:
-        from topology.delayline import DelayLineProcess, Hop, split_links
+        from emulation.delayline import DelayLineProcess, Hop, split_links
 
         # Without a given value the relays start at 0 and _calibrate() sets it once routed.
         comp = DEFAULT_SUBSTRATE_US if self.substrate_us is None else self.substrate_us

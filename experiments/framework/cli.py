@@ -8,7 +8,7 @@ import json
 import os
 from typing import Any
 
-from experiments.runner import Experiment, ExperimentError
+from experiments.framework.runner import Experiment, ExperimentError
 
 END_GRACE_S = 5.0  # the measurement window ends this long after the workload's last arrival
 CAPACITY_TARGET_UNITS = 300  # --capacity-scale auto: scale total compute to about this
@@ -92,7 +92,7 @@ def add_envelope_options(ap: argparse.ArgumentParser) -> None:
 
 
 def add_run_options(ap: argparse.ArgumentParser) -> None:
-    from topology.emulation import DATAPATHS, LINK_MODES, PORT_TYPES
+    from emulation.linkmode import DATAPATHS, LINK_MODES, PORT_TYPES
     g = ap.add_argument_group("emulation and output")
     g.add_argument("--link-emulation", choices=LINK_MODES, default="auto",
                    help="netem (kernel), userspace (delay line), none, or auto: netem where "
@@ -195,7 +195,7 @@ def preflight(args: argparse.Namespace) -> None:
     if not any(s.compute and s.compute.units for s in net.sites):
         raise ExperimentError(f"topology {net.name} has no site with compute units: give "
                               "clusters a 'compute: {units: {...}}' entry")
-    from experiments.workload import WorkloadError, load_replay, resolve
+    from experiments.workload.generator import WorkloadError, load_replay, resolve
     try:
         if args.workload:
             load_replay(args.workload, net)
@@ -212,7 +212,7 @@ def policies_of(args: argparse.Namespace) -> list[str]:
 
 def load_network(args: argparse.Namespace) -> Any:
     """The topology, with compute scaled (--capacity-scale)."""
-    from experiments.workload import scale_compute
+    from experiments.workload.generator import scale_compute
     from topology.loader import load_topology
 
     net = load_topology(args.topology, missing_coords=args.missing_coords)
@@ -239,7 +239,7 @@ def config_of(args: argparse.Namespace) -> dict:
 
 
 def workload_config(args: argparse.Namespace) -> Any:
-    from experiments.workload import WorkloadConfig
+    from experiments.workload.generator import WorkloadConfig
     metros = args.metros.split(",") if args.metros else None
     return WorkloadConfig(duration_s=args.duration, rate_per_s=args.rate,
                           load=args.load, metros=metros, diurnal=args.diurnal,
@@ -249,7 +249,7 @@ def workload_config(args: argparse.Namespace) -> Any:
 
 def make_requests(exp: Experiment, args: argparse.Namespace, net: Any, plan: Any) -> list:
     """Generate (or replay) the requests; stores result["workload"]."""
-    from experiments import workload as wl
+    from experiments.workload.generator import generator as wl
 
     cfg = workload_config(args)
     if args.workload:
@@ -272,8 +272,8 @@ def run_requests(exp: Experiment, emu: Any, requests: list, args: argparse.Names
                  label: str = "workload", on_tick: Any = None,
                  start_at: float | None = None) -> list[dict]:
     """Drive the workload; stores result["jobs"] (also when interrupted)."""
-    from experiments import steps
-    from experiments.metrics import job_records
+    from experiments.framework import steps
+    from experiments.workload.metrics import job_records
 
     rows: list[dict] = []
     if label == "workload":  # an interrupted run still gets the metrics of what ran
@@ -290,8 +290,8 @@ def run_requests(exp: Experiment, emu: Any, requests: list, args: argparse.Names
 
 def collect(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace) -> dict:
     """Controller decisions and counters, and the metrics of the jobs."""
-    from experiments import steps
-    from experiments.metrics import compute_metrics
+    from experiments.framework import steps
+    from experiments.workload.metrics import compute_metrics
 
     snap = steps.controller_snapshot(emu)
     dec = snap.get("decisions", {})
@@ -310,7 +310,7 @@ def main(kind: str, title: str, parse_args: Any, body: Any, argv: Any = None) ->
     message), then run ``body(exp, args)`` as an Experiment (see runner.Experiment.run)."""
     import sys
 
-    from experiments.runner import check_report_dir
+    from experiments.framework.runner import check_report_dir
 
     args = parse_args(argv)
     try:

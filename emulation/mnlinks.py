@@ -18,7 +18,7 @@ import subprocess
 from mininet.link import Link
 from mininet.node import OVSSwitch
 
-import topology.mncompat  # noqa: F401  (before any mininet import)
+import emulation.mncompat  # noqa: F401  (before any mininet import)
 
 
 class DelayLineLink(Link):

@@ -45,7 +45,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from probes.stats import percentile
+from common.stats import percentile
 
 WESTERN_HUBS = ("nmg", "gz", "gs", "nx")  # the four western national hubs of EDWC
 KW_PER_UNIT = 1.0  # illustrative power draw of one compute unit (accelerator + host share)

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments import report_md
-from experiments.reportdata import (
+from experiments.report import markdown as report_md
+from experiments.report.data import (
     FORMAT,
     MISSING,
     PLOT_FILES,
@@ -107,7 +107,7 @@ def write_report(result: dict, out_dir: str | Path, *, plots: bool = True,
     written: dict[str, Path] = {}
     plot_files: dict[str, str | None] = {}
     if plots:
-        from experiments import plots as plotting
+        from experiments.report import plots as plotting
 
         for name, fn in plotting.PLOTS.items():
             path = out / PLOT_FILES[name][0]

@@ -2,7 +2,7 @@
 
 Pure: result dict in, Markdown text out. Each section renders what the result holds and
 says "not measured" for the rest; a section that still trips over an unexpected value is
-replaced by a one-line note instead of losing the whole report (experiments.report).
+replaced by a one-line note instead of losing the whole report (experiments.report.build).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from experiments.reportdata import (
+from experiments.report.data import (
     MISSING,
     PLOT_FILES,
     as_dict,

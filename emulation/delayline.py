@@ -46,7 +46,7 @@ Limitations: VLAN tags stripped into skb metadata by the kernel are not
 re-inserted (the backbone carries untagged frames); frames above 64 KiB are
 dropped (``dropped_trunc``).
 
-Run as ``python -m topology.delayline CONFIG.json`` (config format below) or use
+Run as ``python -m emulation.delayline CONFIG.json`` (config format below) or use
 :class:`DelayLineProcess` from Python.  The module only uses the standard
 library, so it runs under any python3 (Debian's, the .venv, pyenv).
 
@@ -780,7 +780,7 @@ class DelayLineProcess:
         with open(log_path, "ab") as log:
             prefix = ["ip", "netns", "exec", netns] if netns else []
             proc = subprocess.Popen(
-                [*prefix, python, "-m", "topology.delayline", config_path],
+                [*prefix, python, "-m", "emulation.delayline", config_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, env=env, cwd=_repo_root())
         self = cls(proc, config_path, cfg["stats_path"], cfg["ready_path"], log_path)
@@ -877,7 +877,7 @@ class DelayLineProcess:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: python -m topology.delayline CONFIG.json", file=sys.stderr)
+        print("usage: python -m emulation.delayline CONFIG.json", file=sys.stderr)
         return 2
     path = argv[0]
     try:

@@ -182,7 +182,7 @@ class Experiment:
 
     # ---- the emulation --------------------------------------------------------------------
     def start_emulation(self, net: Any, **options: Any) -> Any:
-        from topology.emulator import Emulation
+        from emulation.network import Emulation
 
         self.result["topology"] = topology_section(net)
         self.emu = Emulation(net, log=self.progress, **options)
@@ -211,8 +211,8 @@ class Experiment:
     # ---- running ----------------------------------------------------------------------------
     def run(self, body: Callable[[Experiment], None], cli: bool = False) -> int:
         """Run ``body``, tear down, write the report, print the summary; exit status."""
-        from topology.emulation import EmulationError
-        from topology.emulator import BuildError
+        from emulation.linkmode import EmulationError
+        from emulation.network import BuildError
         from topology.model import TopologyError
 
         old = signal.signal(signal.SIGTERM, _terminate)
@@ -223,7 +223,7 @@ class Experiment:
                 if cli and self.emu is not None:
                     from mininet.cli import CLI
 
-                    import topology.mncompat  # noqa: F401
+                    import emulation.mncompat  # noqa: F401
                     self.progress("Mininet CLI: type 'exit' to tear down and write the report")
                     CLI(self.emu.net)
                 self.result["status"] = "complete"
@@ -271,7 +271,7 @@ class Experiment:
         return running[-1] if running else "start"
 
     def _write(self) -> None:
-        from experiments.report import summary_lines, write_report
+        from experiments.report.build import summary_lines, write_report
 
         r = self.result
         r["finished_at"] = _now_iso()

@@ -27,7 +27,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from experiments.reportdata import (  # noqa: E402
+from experiments.report.data import (  # noqa: E402
     as_dict,
     dicts,
     envelope_pairs,

@@ -1,23 +1,30 @@
-"""Shared bits for benchmark scripts: environment bootstrap, result files, statistics."""
+"""Shared bits for benchmark scripts: environment bootstrap, result files, statistics.
+
+Every benchmark imports this module first. Importing it re-executes the script with the
+project's virtual environment when the running interpreter lacks the project or its
+dependencies (``sudo python benchmarks/X.py`` with Debian's python): see
+common/bootstrap.py, loaded here by path because nothing of the project may be importable
+yet.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import runpy
 import statistics
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from experiments import bootstrap  # noqa: E402
-
-bootstrap.ensure()
-
-from probes.ping import percentile  # noqa: E402
+runpy.run_path(os.path.join(ROOT, "common", "bootstrap.py"))["ensure_script"]()
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+def percentile(values, q: float) -> float:
+    from common.stats import percentile as pct
+    return pct(values, q)
 
 
 def stats(values: list[float]) -> dict:

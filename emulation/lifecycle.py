@@ -216,7 +216,7 @@ def cleanup(run_id: str | None = None, *, force: bool = False) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m topology.lifecycle",
+        prog="python -m emulation cleanup",
         description="Remove what crashed testbed runs left behind (their bridges, interfaces, "
                     "namespaces, processes and work directories, as recorded under "
                     f"{RECORD_DIR}), and nothing else.")

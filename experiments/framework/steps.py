@@ -1,4 +1,4 @@
-"""The measuring steps experiments share, on a running `topology.emulator.Emulation`.
+"""The measuring steps experiments share, on a running `emulation.network.Emulation`.
 
 - `verify_envelopes`: one-way delay both ways and RTT for the chosen host pairs
   (probes.owd, a few pairs at a time), judged against the latency circles (probes.envelope).
@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from experiments.runner import REPO_ROOT, Experiment, ExperimentError
+from experiments.framework.runner import REPO_ROOT, Experiment, ExperimentError
 
 ENVELOPE_COUNT = 40  # probes per pair: 2x the 20 a verdict needs, so loss never starves one
 ENVELOPE_INTERVAL_S = 0.01
@@ -127,9 +127,9 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
     ``rows``: a list to fill with the results, so that a caller still has them when an
     interrupt propagates out of this function. ``stop_after_s``: end of the measurement
     window (s after t = 0); jobs still running then are stopped and recorded as running at
-    the end (experiments.metrics RUNNING_AT_END) instead of stretching the run."""
-    from experiments.loadgen import make_schedule, read_results
-    from experiments.metrics import RUNNING_AT_END
+    the end (experiments.workload.metrics RUNNING_AT_END) instead of stretching the run."""
+    from experiments.workload.loadgen import make_schedule, read_results
+    from experiments.workload.metrics import RUNNING_AT_END
     from probes.owd import stop_process
 
     plan = emu.plan
@@ -159,7 +159,7 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
             sched = d / f"{metro}.json"
             sched.write_text(json.dumps(make_schedule(reqs, plan.services)))
             outs[metro] = d / f"{metro}.jsonl"
-            cmd = [sys.executable, "-m", "experiments.loadgen", "--schedule", str(sched),
+            cmd = [sys.executable, "-m", "experiments.workload.loadgen", "--schedule", str(sched),
                    "--start-at", f"{start_at:.6f}", "--out", str(outs[metro]),
                    "--timeout", f"{timeout_s:g}"]
             with open(d / f"{metro}.stderr", "wb") as err:

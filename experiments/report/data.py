@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from probes.stats import percentile as stats_percentile
+from common.stats import percentile as stats_percentile
 
 FORMAT = "edwc-report/1"
 KINDS = ("backbone", "capacity-shift", "fiber-cut", "policy-comparison")
@@ -95,7 +95,7 @@ def sanitize(obj: Any) -> Any:
 
 
 def percentile(values: Iterable[Any], p: float) -> float | None:
-    """probes.stats.percentile (type 7) over the values that are numbers."""
+    """common.stats.percentile (type 7) over the values that are numbers."""
     return stats_percentile([v for v in (num(x) for x in values) if v is not None], p)
 
 
@@ -317,7 +317,7 @@ def policies(result: dict) -> list[dict]:
     return [p for p in dicts(get(result, "scenario", "policies")) if p.get("policy")]
 
 
-# --- plot files (names shared by experiments.plots, the report and its tests) --------------
+# --- plot files (names shared by experiments.report.plots, the report and its tests) --------------
 
 PLOT_FILES: dict[str, tuple[str, str]] = {
     "backbone_map": ("backbone_map.png", "Backbone map (links coloured by one-way delay)"),

@@ -1,7 +1,7 @@
 """The load generator a metro host runs inside its network namespace: it submits one
 metro's share of the workload as real jobs (gateway.client.request_job) on schedule.
 
-    python -m experiments.loadgen --schedule FILE --start-at UNIX_TS --out FILE \\
+    python -m experiments.workload.loadgen --schedule FILE --start-at UNIX_TS --out FILE \\
         [--timeout S] [--max-inflight N] [--grace S]
 
 Schedule (JSON, written by the runner with `make_schedule`):
@@ -246,7 +246,7 @@ def _positive(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.loadgen",
+    p = argparse.ArgumentParser(prog="python -m experiments.workload.loadgen",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--schedule", required=True, help="schedule JSON (see the docstring)")
     p.add_argument("--start-at", required=True, type=_positive,

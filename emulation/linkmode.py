@@ -2,7 +2,7 @@
 
 Two independent choices, each detected automatically, printed, overridable, recorded:
 - link emulation: `netem` (kernel sch_netem for delay/jitter/loss) or `userspace`
-  (topology.delayline relays frames between veth ends and holds them);
+  (emulation.delayline relays frames between veth ends and holds them);
 - OVS datapath: `kernel` (openvswitch module) or `user` (datapath_type=netdev);
 - on the userspace datapath, how OVS reads its ports: `afxdp` (AF_XDP sockets polled by a
   PMD thread) or `system` (AF_PACKET sockets polled by the main thread). Measured here on
@@ -192,7 +192,7 @@ def run(cmd: list[str], *, what: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m topology.emulation",
+    ap = argparse.ArgumentParser(prog="python -m emulation check",
                                  description="Show which link-emulation path and OVS datapath "
                                              "this machine will use.")
     ap.add_argument("--link-emulation", choices=LINK_MODES, default="auto")

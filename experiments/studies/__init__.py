@@ -1,0 +1,1 @@
+"""The experiments themselves: each module parses its options and runs one study."""
