@@ -56,13 +56,14 @@ def analytic(plan, policy: str, order: list[tuple[str, str]]) -> list[dict]:
 
 
 def run(net, metros: list[str], port_type: str = "system") -> dict:
-    from emulation.network import Emulation
+    from emulation.network import AgentOptions, Emulation, LinkConfig
     work = tempfile.mkdtemp(prefix="hxcc_")
     driver = f"{work}/driver.py"
     with open(driver, "w") as f:
         f.write(DRIVER)
     result: dict = {"policies": {}, "ovs_port_type": port_type}
-    emu = Emulation(net, log=print, ovs_port_type=port_type, adv_interval=1.0)
+    emu = Emulation(net, log=print, links=LinkConfig(ovs_port_type=port_type),
+                    agents=AgentOptions(adv_interval=1.0))
     try:
         emu.start()
         result["run"] = emu.describe()

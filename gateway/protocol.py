@@ -24,11 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ADV_ADDR = "10.0.255.254"
-ADV_PORT = 6400
-SERVICE_PORT = 7000
-SERVICE_ADDR_FIRST = "10.0.255.1"  # CS-ID anycast addresses, inclusive range
-SERVICE_ADDR_LAST = "10.0.255.200"
+from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT  # noqa: F401  (re-exported)
+
 MAGIC = b"CATS"
 VERSION = 1
 MAX_BODY = 1024

@@ -19,15 +19,11 @@ from pathlib import Path
 
 import yaml
 
+from topology.addressing import RESERVED, SERVICE_NET, SERVICE_PORT
 from topology.model import TopologyError
 
 SERVICES_FILE = Path(__file__).resolve().parent / "data" / "services.yaml"
 SERVICE_FORMAT = "edwc-services/1"
-# CS-IDs live at the top of the host /16 so that clients ARP for them on-link; the
-# controller answers for them. 10.0.255.254 is the advertisement collector.
-SERVICE_NET = ipaddress.ip_network("10.0.255.0/24")
-RESERVED = {ipaddress.ip_address("10.0.255.254"), ipaddress.ip_address("10.0.255.255"),
-            ipaddress.ip_address("10.0.255.0")}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 KIND_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 MAX_SERVICES = 200
@@ -78,7 +74,7 @@ def make_service(raw, src: str, index: int) -> Service:
     if addr not in SERVICE_NET or addr in RESERVED:
         raise _fail(f"address {addr} must be in {SERVICE_NET} (not .0, .254 or .255): the "
                     "controller answers ARP there for service addresses", src, item)
-    port = raw.get("port", 7000)
+    port = raw.get("port", SERVICE_PORT)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise _fail(f"port must be an integer 1-65535, got {port!r}", src, item)
     units = raw["units"]
