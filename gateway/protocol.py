@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common import strictjson
 from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT  # noqa: F401  (re-exported)
 
 MAGIC = b"CATS"
@@ -237,32 +238,9 @@ def encode_advert(adv: Advert, key: bytes | None = None) -> bytes:
     return msg + _mac(key, msg) if key is not None else msg
 
 
-def _reject_constant(name: str) -> Any:
-    raise AdvertError(f"body: {name} is not allowed (numbers must be finite)")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in obj:
-            raise AdvertError(f"{k}: duplicate JSON key")
-        obj[k] = v
-    return obj
-
-
 def parse_body(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise AdvertError(f"body: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates,
-                          parse_constant=_reject_constant)
-    except AdvertError:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise AdvertError(f"body: not valid JSON ({str(e)[:80]})") from None
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys (common.strictjson)."""
+    return strictjson.loads(body, AdvertError, where="body")
 
 
 def decode_advert(payload: bytes, key: bytes | None = None,

@@ -19,7 +19,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
-from probes.owd import stop_process
+from common import procs
 
 MAX_INPUT = 16 * 1024 * 1024
 DEFAULT_PORT = 5201
@@ -195,10 +195,10 @@ def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float 
     """One iperf3 test from Mininet host `client` to `server` (bandwidth: Mbit/s, the UDP
     send rate or a TCP cap). Both processes are gone when this returns or raises."""
     cmd = client_command(net[server].IP(), port, proto, seconds, bandwidth, streams)
-    procs: list[subprocess.Popen] = []
+    started: list[subprocess.Popen] = []
     try:
         srv = net[server].popen(server_command(port))
-        procs.append(srv)
+        started.append(srv)
         deadline = time.monotonic() + 10
         while not listening(srv.pid, port):
             if srv.poll() is not None:
@@ -209,7 +209,7 @@ def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float 
                                  "after 10 s")
             time.sleep(0.02)
         cli = net[client].popen(cmd)
-        procs.append(cli)
+        started.append(cli)
         try:
             out, err = cli.communicate(timeout=seconds + 30)
         except subprocess.TimeoutExpired:
@@ -222,5 +222,4 @@ def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float 
                              + (f" [{err.decode(errors='replace').strip()[:200]}]"
                                 if err.strip() else "")) from None
     finally:
-        for p in reversed(procs):
-            stop_process(p)
+        procs.stop_all(list(reversed(started)), grace_s=2.0)

@@ -48,14 +48,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from statistics import median
 
+from common import procs
 from common.stats import Summary, sequence_stats, summarize
-from probes.owd import ProbeError, stop_process
+from probes.owd import ProbeError
 from probes.streamprog import RecordFile, StreamFormatError, read_records
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 6600
 PRE_S = 0.5  # a gap this long before an event still belongs to it
 DELAY_WINDOW_S = 1.0
@@ -326,20 +325,18 @@ def timeline(result: StreamResult, max_points: int = 5000) -> dict:
 
 # ---------------------------------------------------------------------------- orchestration
 
-def _python_cmd(python: str | None) -> list[str]:
-    return [python or sys.executable, "-m", "probes.stream"]
+PROGRAM = "probes.stream"  # receiver and sender: this module's command line
 
 
-def recv_command(port: int, out: str, lifetime_s: float, session: int = 0,
-                 python: str | None = None) -> list[str]:
-    return [*_python_cmd(python), "recv", "--port", str(port), "--out", out,
+def recv_args(port: int, out: str, lifetime_s: float, session: int = 0) -> list[str]:
+    return ["recv", "--port", str(port), "--out", out,
             "--lifetime", f"{lifetime_s:g}", "--session", str(session)]
 
 
-def send_command(dst_ip: str, port: int, rate_pps: float, duration_s: float, size: int = 64,
-                 warmup_s: float = 0.2, session: int = 0, start_at: float | None = None,
-                 python: str | None = None) -> list[str]:
-    cmd = [*_python_cmd(python), "send", "--dst", dst_ip, "--port", str(port),
+def send_args(dst_ip: str, port: int, rate_pps: float, duration_s: float, size: int = 64,
+              warmup_s: float = 0.2, session: int = 0, start_at: float | None = None
+              ) -> list[str]:
+    cmd = ["send", "--dst", dst_ip, "--port", str(port),
            "--rate", f"{rate_pps:g}", "--duration", f"{duration_s:g}", "--size", str(size),
            "--warmup", f"{warmup_s:g}", "--session", str(session)]
     if start_at is not None:
@@ -368,7 +365,7 @@ class StreamRun:
     """One stream from `src` to `dst` (host names). start() launches the receiver, waits for
     its ready marker, launches the sender and waits for its ready line; wait() lets the
     stream finish, stop() ends it early; both return the StreamResult. Every process is
-    stopped by pid (probes.owd.stop_process) in close(), which a `with` block calls."""
+    stopped by pid (common.procs.stop_all) in close(), which a `with` block calls."""
 
     def __init__(self, hosts, src: str, dst: str, rate_pps: float, duration_s: float,
                  port: int = DEFAULT_PORT, *, size: int = 64, warmup_s: float = 0.2,
@@ -416,19 +413,18 @@ class StreamRun:
     def start(self) -> StreamRun:
         if self._recv is not None:
             raise ProbeError("this stream was already started")
-        popen = {"cwd": str(REPO_ROOT), "env": dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
-                 "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "python": self.python}
         self._dir = tempfile.mkdtemp(prefix=f"edwc-stream-{self.port}-")
         try:
             lifetime = (self.start_delay_s + self.warmup_s + self.duration_s
                         + self.ready_timeout_s * 2 + 60)
-            self._recv = self._dst.popen(recv_command(self.port, self.out, lifetime,
-                                                      self.session, self.python), **popen)
+            self._recv = procs.start(PROGRAM, recv_args(self.port, self.out, lifetime,
+                                                        self.session), host=self._dst, **pipes)
             self._wait_recv_ready(time.monotonic() + self.ready_timeout_s)
             self.start_at = time.time() + self.start_delay_s + self.warmup_s
-            self._send = self._src.popen(send_command(
+            self._send = procs.start(PROGRAM, send_args(
                 self.dst_ip, self.port, self.rate_pps, self.duration_s, self.size,
-                self.warmup_s, self.session, self.start_at, self.python), **popen)
+                self.warmup_s, self.session, self.start_at), host=self._src, **pipes)
             self._wait_send_ready(time.monotonic() + self.ready_timeout_s)
         except BaseException:
             self.close()
@@ -543,9 +539,7 @@ class StreamRun:
 
     def close(self) -> None:
         """Stop both programs by pid (terminate, wait, kill) and remove the work files."""
-        for proc in (self._send, self._recv):
-            if proc is not None:
-                stop_process(proc)
+        procs.stop_all([p for p in (self._send, self._recv) if p is not None], grace_s=2.0)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

@@ -84,6 +84,12 @@ def test_controller_log_is_clean(tiny):
     assert tiny.controller_status()["counters"]["of_errors"] == 0
 
 
+def test_controller_process_runs_with_the_emulations_config(tiny):
+    """The running controller reports, in its status file, the configuration the emulation
+    built its command line from."""
+    assert tiny.controller_status()["config"] == tiny.controller.config.to_dict()
+
+
 @pytest.mark.slow
 def test_edwc_backbone_rtt_matches_model():
     net = load_topology("edwc")
