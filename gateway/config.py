@@ -13,7 +13,7 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 
-from common import flags
+from common import checks, flags
 from common.flags import flag
 from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT
 
@@ -79,27 +79,11 @@ def _services(text: str) -> tuple[str, ...]:
 
 
 def _ranged(lo: float, hi: float):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            v = float("nan")
-        if not lo <= v <= hi:  # also rejects NaN
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number in {lo:g}..{hi:g}")
-        return v
-    return parse
+    return checks.argtype(lo, hi)
 
 
 def _int_range(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            v = lo - 1
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer in {lo}..{hi}")
-        return v
-    return parse
+    return checks.argtype(lo, hi, integer=True)
 
 
 def _ipv4(text: str) -> str:

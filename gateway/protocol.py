@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common import strictjson
+from common import checks, strictjson
 from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT  # noqa: F401  (re-exported)
 
 MAGIC = b"CATS"
@@ -90,19 +90,9 @@ def _int(obj: Mapping, name: str, lo: int, hi: int) -> int:
 
 def _num(obj: Mapping, name: str, lo: float, hi: float, lo_open: bool = False) -> float:
     v = obj[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise AdvertError(f"{name}: must be a number, got {_show(v)}")
-    try:
-        f = float(v)
-    except OverflowError:
-        raise AdvertError(f"{name}: {_show(v)} is too large") from None
-    if not math.isfinite(f):
-        raise AdvertError(f"{name}: must be finite, got {f}")
-    if f < lo or f > hi or (lo_open and f == lo):
-        lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        hi_txt = f" and <= {hi:g}" if math.isfinite(hi) else ""
-        raise AdvertError(f"{name}: {f!r} out of range (must be {lo_txt}{hi_txt})")
-    return f
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**1023:
+        v = _show(v)  # too long to print whole; checks.number names it a non-number
+    return checks.number(v, name, lo, hi, lo_open=lo_open, error=AdvertError)
 
 
 def _name(v: Any, field: str) -> str:

@@ -14,12 +14,11 @@ runs the client, and ends both by pid (terminate -> wait -> kill) whatever happe
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 
-from common import procs
+from common import checks, procs
 
 MAX_INPUT = 16 * 1024 * 1024
 DEFAULT_PORT = 5201
@@ -61,11 +60,8 @@ def _num(d: dict, key: str, where: str, integer: bool = False, optional: bool = 
     v = d.get(key) if isinstance(d, dict) else None
     if v is None and optional:
         return None
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or not math.isfinite(v) or v < 0:
-        raise IperfParseError(f"iperf3 output: {where}.{key} = {v!r} is not a non-negative "
-                              f"{'integer' if integer else 'number'}")
-    return v
+    return checks.number(v, f"iperf3 output: {where}.{key}", 0, integer=integer,
+                         error=IperfParseError)
 
 
 def _sum_streams(streams: list, side: str) -> dict:

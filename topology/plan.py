@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import re
 import secrets
 import string
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from common import checks
 from topology.addressing import HOST_SUBNET
 from topology.model import Network, TopologyError
 from topology.services import default_services
@@ -290,10 +290,7 @@ def _int(obj: dict, key: str, path: str, lo: int, hi: int) -> int:
 
 
 def _num(obj: dict, key: str, path: str) -> float:
-    v = obj[key]
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-    _check(ok, f"{path}.{key}", f"must be a number >= 0, got {v!r}")
-    return float(v)
+    return checks.number(obj[key], f"{path}.{key}", 0, error=PlanError)
 
 
 def _mac(obj: dict, key: str, path: str) -> str:

@@ -12,13 +12,13 @@ the chosen path plus the gateway's advertised processing delay must fit in it.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from common import checks
 from topology.addressing import RESERVED, SERVICE_NET, SERVICE_PORT
 from topology.model import TopologyError
 
@@ -46,10 +46,7 @@ def _fail(msg: str, src: str, item: str | None = None) -> TopologyError:
 
 
 def _number(v, what: str, lo: float, hi: float, src: str, item: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-            or not lo <= v <= hi:
-        raise _fail(f"{what} must be a number in [{lo:g}, {hi:g}], got {v!r}", src, item)
-    return float(v)
+    return checks.number(v, what, lo, hi, error=lambda msg: _fail(msg, src, item))
 
 
 def make_service(raw, src: str, index: int) -> Service:
