@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from common.stats import percentile
 from emulation import lifecycle
 from emulation.linkmode import queue_limit_packets, shaping_commands
-from probes.ping import PingParseError, parse_ping, percentile, ping_command
+from probes.ping import PingParseError, parse_ping, ping_command
 from topology.loader import load_topology
 from topology.plan import make_plan
 
