@@ -16,13 +16,14 @@ fast and the memory small.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 
 import benchlib
 import steer_common as sc
+
+from common import procs
 
 POLICIES = ("nearest", "greenest")
 
@@ -76,8 +77,7 @@ def run(net, metros: list[str], port_type: str = "system") -> dict:
             for m in metros:
                 p = emu.net[m].popen([sys.executable, driver, json.dumps(items)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     cwd=benchlib.ROOT,
-                                     env=dict(os.environ, PYTHONPATH=benchlib.ROOT))
+                                     cwd=procs.PROJECT_ROOT, env=procs.project_env())
                 o, e = p.communicate(timeout=120)
                 if p.returncode != 0:
                     raise RuntimeError(f"driver on {m} failed: {e.decode()[-600:]}")
