@@ -164,7 +164,7 @@ def test_cleanup_skips_live_owner(record_dir):
 
 def test_reused_pid_is_not_killed(record_dir):
     me = os.getpid()
-    assert not lifecycle.stop_process(me, start=12345)  # wrong start time: not ours
+    assert not lifecycle.stop_recorded(me, start=12345)  # wrong start time: not ours
 
 
 def test_mininet_imports_without_distutils():
