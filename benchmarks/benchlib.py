@@ -22,12 +22,8 @@ runpy.run_path(os.path.join(ROOT, "common", "bootstrap.py"))["ensure_script"]()
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
-def percentile(values, q: float) -> float:
-    from common.stats import percentile as pct
-    return pct(values, q)
-
-
 def stats(values: list[float]) -> dict:
+    from common.stats import percentile
     if not values:
         return {"n": 0}
     return {"n": len(values), "median": statistics.median(values),

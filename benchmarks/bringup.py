@@ -10,14 +10,14 @@ import time
 
 import benchlib
 
-from emulation.network import Emulation
+from emulation.network import Emulation, LinkConfig
 from probes.ping import ping_many
 from topology.loader import load_topology
 
 
 def once(net, port_type: str) -> dict:
     t0 = time.monotonic()
-    emu = Emulation(net, ovs_port_type=port_type, log=lambda *_: None)
+    emu = Emulation(net, links=LinkConfig(ovs_port_type=port_type), log=lambda *_: None)
     emu.start()
     try:
         first = emu.plan.hosts[0]

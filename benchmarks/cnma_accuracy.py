@@ -16,7 +16,7 @@ import time
 import benchlib
 
 from controller.netmetric import compare
-from emulation.network import Emulation
+from emulation.network import ControllerConfig, Emulation
 from topology.loader import load_topology
 
 
@@ -29,7 +29,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=120.0)
     args = ap.parse_args()
     net = load_topology(args.topology)
-    with Emulation(net, probe_interval=args.probe_interval, gateways=False) as emu:
+    with Emulation(net, controller=ControllerConfig(probe_interval=args.probe_interval),
+                   agents=None) as emu:
         want = len(emu.plan.expected_directed_links())
         deadline = time.monotonic() + args.timeout
         while True:

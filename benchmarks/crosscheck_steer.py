@@ -16,13 +16,14 @@ fast and the memory small.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 
 import benchlib
 import steer_common as sc
+
+from common import procs
 
 POLICIES = ("nearest", "greenest")
 
@@ -56,13 +57,14 @@ def analytic(plan, policy: str, order: list[tuple[str, str]]) -> list[dict]:
 
 
 def run(net, metros: list[str], port_type: str = "system") -> dict:
-    from emulation.network import Emulation
+    from emulation.network import AgentOptions, Emulation, LinkConfig
     work = tempfile.mkdtemp(prefix="hxcc_")
     driver = f"{work}/driver.py"
     with open(driver, "w") as f:
         f.write(DRIVER)
     result: dict = {"policies": {}, "ovs_port_type": port_type}
-    emu = Emulation(net, log=print, ovs_port_type=port_type, adv_interval=1.0)
+    emu = Emulation(net, log=print, links=LinkConfig(ovs_port_type=port_type),
+                    agents=AgentOptions(adv_interval=1.0))
     try:
         emu.start()
         result["run"] = emu.describe()
@@ -75,8 +77,7 @@ def run(net, metros: list[str], port_type: str = "system") -> dict:
             for m in metros:
                 p = emu.net[m].popen([sys.executable, driver, json.dumps(items)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     cwd=benchlib.ROOT,
-                                     env=dict(os.environ, PYTHONPATH=benchlib.ROOT))
+                                     cwd=procs.PROJECT_ROOT, env=procs.project_env())
                 o, e = p.communicate(timeout=120)
                 if p.returncode != 0:
                     raise RuntimeError(f"driver on {m} failed: {e.decode()[-600:]}")

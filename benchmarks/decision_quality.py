@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import benchlib
 import steer_common as sc
 
+from common.stats import percentile
 from controller.policy import dampen, load_policy
 from experiments.workload.generator import ANALYTIC_MIX
 from experiments.workload.metrics import KW_PER_UNIT, WESTERN_HUBS
@@ -276,7 +277,7 @@ def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused
             "requests": len(mine), "placed": len(js), "refused": refused.get(name, 0),
             "busy": sum(1 for j in js if j.busy),
             "violations": sum(1 for j in sv if lat[j.req.idx] > svc[name].budget_ms + 1e-9),
-            "latency_p95_ms": benchlib.percentile([lat[j.req.idx] for j in sv], 95) if sv
+            "latency_p95_ms": percentile([lat[j.req.idx] for j in sv], 95) if sv
             else None,
             "west_share": (sum(j.units * j.req.duration for j in sv
                                if gw[j.gateway].hub in WESTERN_HUBS)
@@ -291,7 +292,7 @@ def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused
         "not_served_pct": 100.0 * (sum(refused.values()) + len(busy)) / max(1, n),
         "sla_met_pct": 100.0 * ok / max(1, n),
         "latency_mean_ms": statistics.fmean(lats) if lats else None,
-        "latency_p95_ms": benchlib.percentile(lats, 95) if lats else None,
+        "latency_p95_ms": percentile(lats, 95) if lats else None,
         "hub_utilization": {h: round(v, 4) for h, v in util.items()},
         "utilization_spread": max(u) - min(u) if u else None,
         "utilization_cv": statistics.pstdev(u) / mean_u if mean_u > 0 else None,

@@ -14,7 +14,7 @@ import argparse
 
 import benchlib
 
-from emulation.network import Emulation
+from emulation.network import Emulation, LinkConfig
 from probes.ping import ping_many
 from topology.loader import load_topology
 from topology.paths import measurement_pairs, round_trip_ms
@@ -36,9 +36,10 @@ def main() -> None:
     net = load_topology(args.topology)
     g = net.graph()
     per_sample, per_pair = [], []
-    with Emulation(net, link_emulation=args.link_emulation, ovs_port_type=args.ovs_port_type,
-                   substrate_us=args.substrate_us,
-                   delay_line_rt_priority=args.delay_line_priority) as emu:
+    with Emulation(net, links=LinkConfig(
+            link_emulation=args.link_emulation, ovs_port_type=args.ovs_port_type,
+            substrate_us=args.substrate_us,
+            delay_line_rt_priority=args.delay_line_priority)) as emu:
         run = emu.describe()
         pairs, _ = measurement_pairs(net, emu.plan)
         for i in range(0, len(pairs), args.parallel):

@@ -37,6 +37,7 @@ import time
 
 import benchlib  # first: the .venv re-exec
 
+from common.stats import percentile
 from emulation.delayline import DelayLineProcess, Hop
 
 REPO = benchlib.ROOT
@@ -154,11 +155,6 @@ def ping(lab: Lab, count: int, interval: float, timeout: float = 60) -> dict:
     return {"rtts_ms": rtts, "sent": sent, "received": recv}
 
 
-def pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(p * (len(s) - 1) + 0.5))]
-
-
 def cpu_times(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -266,16 +262,16 @@ def bench_delay(delay_us: float, count: int) -> dict:
     hops = stats[0]["hops"] if stats else {}
     return {
         "configured_one_way_ms": delay_us / 1000, "pings": r["sent"], "replies": r["received"],
-        "rtt_ms": {"min": min(rtts), "median": statistics.median(rtts), "p99": pct(rtts, 0.99),
+        "rtt_ms": {"min": min(rtts), "median": statistics.median(rtts), "p99": percentile(rtts, 99),
                    "max": max(rtts)},
         "rtt_error_ms": {"median": round(statistics.median(err), 4),
-                         "p99": round(pct(err, 0.99), 4), "max": round(max(err), 4)},
+                         "p99": round(percentile(err, 99), 4), "max": round(max(err), 4)},
         "rtt_note": "iputils ping prints RTTs of 10-100 ms with 0.1 ms resolution",
         "one_way_ms": {"probes": len(owd), "median": round(statistics.median(owd) * 1e3, 4),
-                       "p99": round(pct(owd, 0.99) * 1e3, 4), "min": round(min(owd) * 1e3, 4),
+                       "p99": round(percentile(owd, 99) * 1e3, 4), "min": round(min(owd) * 1e3, 4),
                        "max": round(max(owd) * 1e3, 4)},
         "one_way_error_us": {"median": round((statistics.median(owd) - delay_us * 1e-6) * 1e6, 1),
-                             "p99": round((pct(owd, 0.99) - delay_us * 1e-6) * 1e6, 1)},
+                             "p99": round((percentile(owd, 99) - delay_us * 1e-6) * 1e6, 1)},
         "relay_lateness_us": {h: v["lateness_us"] for h, v in hops.items()},
         "timer_slack_set": stats[0]["timer_slack_set"] if stats else None,
     }
@@ -290,7 +286,7 @@ def bench_baseline(count: int) -> dict:
         lab.stop_relays()
     rtts = r["rtts_ms"]
     return {"rtt_ms": {"min": min(rtts), "median": statistics.median(rtts),
-                       "p99": pct(rtts, 0.99)}}
+                       "p99": percentile(rtts, 99)}}
 
 
 def bench_substrate(count: int) -> dict:
@@ -313,9 +309,10 @@ def bench_substrate(count: int) -> dict:
         tput = iperf(lab, 5)
     finally:
         lab.down()
-    return {"rtt_ms": {"median": statistics.median(r["rtts_ms"]), "p99": pct(r["rtts_ms"], 0.99)},
+    return {"rtt_ms": {"median": statistics.median(r["rtts_ms"]),
+                       "p99": percentile(r["rtts_ms"], 99)},
             "one_way_us": {"median": round(statistics.median(owd) * 1e6, 1),
-                           "p99": round(pct(owd, 0.99) * 1e6, 1)},
+                           "p99": round(percentile(owd, 99) * 1e6, 1)},
             "iperf3_gbit_s": tput.get("gbit_s")}
 
 

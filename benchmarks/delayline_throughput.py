@@ -15,7 +15,7 @@ import time
 
 import benchlib
 
-from emulation.network import Emulation
+from emulation.network import Emulation, LinkConfig
 from topology.model import build_network
 
 
@@ -58,7 +58,8 @@ def main() -> None:
     out = {}
     for mode in ("userspace", "none"):
         net = chain(1.0, args.bandwidth_mbps)
-        with Emulation(net, link_emulation=mode, ovs_port_type=args.ovs_port_type,
+        with Emulation(net, links=LinkConfig(link_emulation=mode,
+                                             ovs_port_type=args.ovs_port_type),
                        log=lambda *_: None) as emu:
             r = iperf(emu, args.seconds)
             r["emulation"] = emu.describe()["emulation"]

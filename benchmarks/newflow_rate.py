@@ -273,7 +273,7 @@ def coverage() -> dict[str, int]:
 
 
 def end_to_end(args) -> dict:
-    from emulation.network import Emulation
+    from emulation.network import AgentOptions, ControllerConfig, Emulation
     net = sc.steering_topology()
     work = tempfile.mkdtemp(prefix="hxnr_")
     recv_py, send_py = os.path.join(work, "recv.py"), os.path.join(work, "send.py")
@@ -282,8 +282,8 @@ def end_to_end(args) -> dict:
     with open(send_py, "w") as f:
         f.write(SENDER)
     steps, receiver = [], None
-    emu = Emulation(net, log=lambda *a: print(*a), adv_interval=0.5,
-                    flow_idle_timeout=args.flow_idle_timeout)
+    emu = Emulation(net, log=lambda *a: print(*a), agents=AgentOptions(adv_interval=0.5),
+                    controller=ControllerConfig(flow_idle_timeout=args.flow_idle_timeout))
     try:
         emu.start()
         run = emu.describe()

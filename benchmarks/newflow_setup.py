@@ -161,7 +161,7 @@ def main() -> None:
         ap.error("--gap must be >= 0 and --second-after > 0")
     if os.geteuid() != 0:
         sys.exit("needs root (Mininet, Open vSwitch): run it with sudo")
-    from emulation.network import Emulation
+    from emulation.network import AgentOptions, ControllerConfig, Emulation
     load_before = os.getloadavg()
     print(f"load average before: {load_before}")
     work = tempfile.mkdtemp(prefix="hxns_")
@@ -173,7 +173,8 @@ def main() -> None:
     out = os.path.join(work, "rx.txt")
     receiver = sniffer = None
     emu = Emulation(sc.steering_topology(access_ms=args.access_ms), log=print,
-                    adv_interval=0.5, policy=args.policy)
+                    agents=AgentOptions(adv_interval=0.5),
+                    controller=ControllerConfig(policy=args.policy))
     try:
         emu.start()
         run = emu.describe()

@@ -17,7 +17,7 @@ import argparse
 
 import benchlib
 
-from emulation.network import Emulation
+from emulation.network import Emulation, LinkConfig
 from probes.owd import measure_owd
 from topology.loader import load_topology
 from topology.paths import measurement_pairs, shortest_path
@@ -39,8 +39,9 @@ def main() -> None:
     g = net.graph()
     errs = {"forward": [], "reverse": []}
     per_pair = []
-    with Emulation(net, link_emulation=args.link_emulation, ovs_port_type=args.ovs_port_type,
-                   substrate_us=args.substrate_us) as emu:
+    with Emulation(net, links=LinkConfig(
+            link_emulation=args.link_emulation, ovs_port_type=args.ovs_port_type,
+            substrate_us=args.substrate_us)) as emu:
         run = emu.describe()
         pairs, _ = measurement_pairs(net, emu.plan)
         for i in range(0, len(pairs), args.parallel):

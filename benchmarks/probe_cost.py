@@ -21,7 +21,7 @@ import statistics
 
 import benchlib
 
-from emulation.network import Emulation
+from emulation.network import Emulation, LinkConfig
 from probes.owd import measure_owd
 from topology.loader import load_topology
 from topology.paths import measurement_pairs
@@ -68,7 +68,7 @@ def main() -> None:
         return measure_owd(emu.net, group, args.count, args.interval, args.size,
                            timeout_s=1.0)
 
-    with Emulation(net, ovs_port_type=args.ovs_port_type) as emu:
+    with Emulation(net, links=LinkConfig(ovs_port_type=args.ovs_port_type)) as emu:
         run = emu.describe()
         allp, _ = measurement_pairs(net, emu.plan)
         sample = random.Random(args.seed).sample(allp, min(args.max_pairs, len(allp)))

@@ -25,7 +25,8 @@ from controller.core import ControllerCore, PortInfo
 from controller.packet import udp_frame
 from controller.probe import encode_probe
 from controller.steering import SERVICE_MAC
-from gateway.protocol import ADV_ADDR, ADV_PORT, Advert, encode_advert
+from gateway.protocol import Advert, encode_advert
+from topology.addressing import ADV_ADDR, ADV_PORT
 
 WALL0 = 1_800_000_000.0  # the simulated wall clock starts here (Unix seconds)
 ADV_SPORT = 40000  # source port of simulated advertisements

@@ -3,7 +3,7 @@
 Pure functions, no I/O. Definitions (the docs/probes.md "Measurement" section repeats them):
 
 - Percentiles: linear interpolation between closest ranks (Hyndman & Fan type 7, numpy's
-  default, the same as probes.ping.percentile): for n sorted samples x[0..n-1] the p-th
+  default; every percentile in the project is this one): for n sorted samples x[0..n-1] the p-th
   percentile sits at position (n - 1) * p / 100 and interpolates between its neighbours.
   Ties are harmless: equal neighbours interpolate to themselves.
 - Jitter: RFC 3550 section 6.4.1 interarrival jitter over transit times in ARRIVAL order:

@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from common import strictjson
+
 LOG = logging.getLogger("edwc.api")
 
 API_PREFIX = "/api/v1"
@@ -111,30 +113,12 @@ def parse_query(resource: str, query: str,
     return out
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    d: dict = {}
-    for k, v in pairs:
-        if k in d:
-            raise ValueError(f"duplicate key {k!r}")
-        d[k] = v
-    return d
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_policy_body(body: bytes) -> tuple[str, dict]:
     """``{"policy": str, "params": {...}}`` -> (spec, params); HttpError(400) otherwise."""
     try:
-        doc = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                         parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        raise HttpError(400, "body is not UTF-8") from None
-    except RecursionError:
-        raise HttpError(400, "body is nested too deeply") from None
+        doc = strictjson.loads(body, where="body")
     except ValueError as e:
-        raise HttpError(400, f"body is not valid JSON: {e}") from None
+        raise HttpError(400, str(e)) from None
     if not isinstance(doc, dict):
         raise HttpError(400, 'body must be a JSON object {"policy": ..., "params": {...}}')
     unknown = sorted(set(doc) - {"policy", "params"})

@@ -2,8 +2,9 @@
 
 Each handler takes the lock, calls the core with the current time, and sends what it
 returns through :meth:`EdwcController.send` (the one seam). A handler that raises logs the
-traceback loudly and the app carries on. ``RUNTIME`` is filled in by ``controller.__main__``
-before os-ken instantiates the app.
+traceback loudly and the app carries on. ``controller.__main__`` parses the configuration
+once, loads the plan and the policy, and hands them to the app as one :class:`Runtime`
+(the ``edwc_runtime`` keyword of its constructor).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -25,32 +26,29 @@ from os_ken.controller.handler import (
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
+from . import ofmsg
+from .config import ControllerConfig
 from .core import ControllerCore, PortInfo
 from .plan import Plan
-from .policy import PolicyError, dampen, load_policy
+from .policy import Policy, PolicyError
 from .status import StatusWriter
 
 LOG = logging.getLogger("edwc.controller")
 TICK_SECONDS = 0.05
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
-    plan: Plan | None = None
-    status_path: str | None = None
-    probe_interval: float = 1.0
-    policy: str = "nearest"
-    policy_params: dict = field(default_factory=dict)
-    api: tuple[str, int] | None = None  # state API listen address; None = no API
+    """What the app runs with, made once by ``controller.__main__``."""
+
+    config: ControllerConfig
+    plan: Plan
+    policy: Policy  # already dampened (policy.make_policy)
     adv_key: bytes | None = None
-    require_auth: bool = False
-    allow_unregistered: bool = False
-    idle_timeout: int = 10
-    delay_source: str = "model"
-    meter_rates: dict | None = None
 
-
-RUNTIME = Runtime()
+    @property
+    def meter_rates(self) -> dict:
+        return {**ofmsg.DEFAULT_METER_RATES, ofmsg.METER_NEWFLOW: self.config.newflow_rate}
 
 
 def describe_error(msg) -> str:
@@ -85,22 +83,24 @@ def set_fields(instructions) -> list[tuple[str, object]]:
 class EdwcController(app_manager.OSKenApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, edwc_runtime: Runtime | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        if RUNTIME.plan is None:
-            raise RuntimeError("controller.app.RUNTIME.plan is not set; run `python -m controller`")
-        rt = RUNTIME
+        if edwc_runtime is None:
+            raise RuntimeError("the EDWC app needs its Runtime (edwc_runtime=...); run it "
+                               "with `python -m controller`")
+        rt = self.runtime = edwc_runtime
+        cfg = rt.config
         self.core = ControllerCore(
-            rt.plan, rt.probe_interval, now=time.monotonic(),
-            policy=dampen(load_policy(rt.policy, **rt.policy_params)), adv_key=rt.adv_key,
-            require_auth=rt.require_auth, allow_unregistered=rt.allow_unregistered,
-            idle_timeout=rt.idle_timeout, meter_rates=rt.meter_rates,
-            delay_source=rt.delay_source)
+            rt.plan, cfg.probe_interval, now=time.monotonic(), policy=rt.policy,
+            adv_key=rt.adv_key, require_auth=cfg.require_auth,
+            allow_unregistered=cfg.allow_unregistered_gateways,
+            idle_timeout=cfg.flow_idle_timeout, meter_rates=rt.meter_rates,
+            delay_source=cfg.delay_source)
         self.api = None
         # per handler, recent (waited for the lock, core, sending, status write) seconds
         self.timing: dict[str, deque] = {}
         self.api_address: tuple[str, int] | None = None
-        self.status = StatusWriter(RUNTIME.status_path) if RUNTIME.status_path else None
+        self.status = StatusWriter(cfg.status) if cfg.status else None
         self.lock = threading.RLock()
         self._stopping = threading.Event()
         self._status_failed = False
@@ -135,22 +135,27 @@ class EdwcController(app_manager.OSKenApp):
         if self.status is None:
             return
         try:
-            self.status.maybe_write(self.core.serial, now, self.core.status, force=force)
+            self.status.maybe_write(self.core.serial, now, self._status_doc, force=force)
         except OSError as e:  # a full disk or a removed directory must not stop routing
             if not self._status_failed:
                 LOG.error("cannot write the status file %s: %s (will keep trying)",
-                          RUNTIME.status_path, e)
+                          self.runtime.config.status, e)
             self._status_failed = True
         else:
             self._status_failed = False
+
+    def _status_doc(self) -> dict:
+        """The core's status, stamped with the configuration this process runs with."""
+        return {**self.core.status(), "config": self.runtime.config.to_dict()}
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self):
         thread = super().start()
         self.threads.append(hub.spawn(self._ticker))
-        if RUNTIME.api is not None:
+        api = self.runtime.config.api
+        if api is not None:
             from .api import ApiServer
-            self.api = ApiServer(self, host=RUNTIME.api[0], port=RUNTIME.api[1])
+            self.api = ApiServer(self, host=api[0], port=api[1])
             self.api_address = self.api.start()
             LOG.info("state API on http://%s:%d/api/v1", *self.api_address)
         with self.lock:

@@ -402,3 +402,9 @@ def safe_choose(policy: Policy, req: Request, feasible: Sequence[Candidate], now
         return same, None
     except Exception as e:
         return None, f"policy {name!r} raised {type(e).__name__}: {str(e)[:200]}"
+
+
+def make_policy(spec: str, params: dict | None = None) -> Policy:
+    """The policy a controller runs: loaded from its spec and dampened (the only place a
+    loaded policy is wrapped in :func:`dampen`)."""
+    return dampen(load_policy(spec, **(params or {})))

@@ -91,7 +91,8 @@ def calibrate(emu, pings: int = 20, interval_s: float = 0.01) -> Calibration:
     Each path's excess is taken at the 25th percentile of its RTTs, after one uncounted
     warm-up ping (ARP, flow setup): queueing on a busy machine only ever adds delay, and the
     median let stalls from other work on the host into the fit (seen: 5 ms per switch)."""
-    from probes.ping import percentile, ping_many
+    from common.stats import percentile
+    from probes.ping import ping_many
     from topology.paths import round_trip_ms
 
     net, plan = emu.network, emu.plan

@@ -48,8 +48,10 @@ def _is_zombie_or_gone(pid: int) -> bool:
         return True
 
 
-def stop_process(pid: int, start: int | None, timeout: float = 3.0) -> bool:
-    """SIGTERM, wait, SIGKILL the process `pid` if it is still the one recorded."""
+def stop_recorded(pid: int, start: int | None, timeout: float = 3.0) -> bool:
+    """SIGTERM, wait, SIGKILL the process `pid` of a run record if it is still the one
+    recorded (its kernel start time matches). Processes we hold a handle to are stopped by
+    common.procs instead."""
     if not same_process(pid, start):
         return False
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
@@ -159,7 +161,7 @@ def release_entries(entries: list[dict]) -> dict:
     removed: dict[str, list] = {"processes": [], "bridges": [], "ovsdb_rows": [],
                                 "interfaces": [], "namespaces": [], "dirs": []}
     for e in reversed([e for e in entries if e.get("t") == "proc"]):
-        if stop_process(int(e["pid"]), e.get("start")):
+        if stop_recorded(int(e["pid"]), e.get("start")):
             removed["processes"].append(f"{e.get('what', '?')}:{e['pid']}")
     bridges = [e["name"] for e in entries if e.get("t") == "bridge"]
     existing = [b for b in bridges if bridge_exists(b)]

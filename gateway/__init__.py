@@ -5,12 +5,11 @@ its L0 metrics (free accelerator units, utilization, queue, processing delay, en
 renewable share) to the controller in the message defined in gateway.protocol.
 """
 
+from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT
+
 from .protocol import (
-    ADV_ADDR,
-    ADV_PORT,
     MAGIC,
     MAX_BODY,
-    SERVICE_PORT,
     VERSION,
     Advert,
     AdvertError,

@@ -22,12 +22,12 @@ import resource
 import selectors
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from .config import GatewayConfig
 from .jobs import MAX_REQUEST, RequestError, error_reply, line, parse_request
 from .pool import BUSY, QUEUED, STARTED, Job, Pool, significant_change
-from .protocol import ADV_ADDR, ADV_PORT, SERVICE_PORT, Advert, encode_advert
+from .protocol import Advert, encode_advert
 
 LOG = logging.getLogger("edwc.gateway")
 
@@ -38,28 +38,6 @@ MAX_DELAY_MS = 600_000.0
 STATE_MIN_GAP_S = 0.1  # the state file is rewritten at most this often
 FLUSH_TIMEOUT_S = 5.0  # a client that does not read its last reply is dropped after this
 READ_CHUNK = 4096
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    gw: str
-    units: dict[str, int]
-    price: float
-    green: float
-    services: tuple[str, ...]
-    pue: float | None = None
-    operator: str | None = None
-    interval: float = 1.0
-    bind: str = "0.0.0.0"
-    service_port: int = SERVICE_PORT
-    adv_addr: str = ADV_ADDR
-    adv_port: int = ADV_PORT
-    key: bytes | None = field(default=None, repr=False)
-    state_file: str | None = None
-    max_queue: int = 64
-    min_gap_s: float = 0.05
-    request_timeout_s: float = 5.0
-    max_connections: int = 1000
 
 
 class _Conn:
@@ -75,7 +53,7 @@ class _Conn:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
         self.pool = Pool(cfg.units, cfg.max_queue)
         self.offered = tuple(cfg.units)

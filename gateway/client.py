@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .protocol import SERVICE_PORT
+from topology.addressing import SERVICE_PORT
 
 MAX_REPLY = 4096
 KEEPALIVE_S = 1  # below the smallest flow idle timeout the experiments use (3 s)

@@ -24,11 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ADV_ADDR = "10.0.255.254"
-ADV_PORT = 6400
-SERVICE_PORT = 7000
-SERVICE_ADDR_FIRST = "10.0.255.1"  # CS-ID anycast addresses, inclusive range
-SERVICE_ADDR_LAST = "10.0.255.200"
+from common import checks, strictjson
+from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT  # noqa: F401  (re-exported)
+
 MAGIC = b"CATS"
 VERSION = 1
 MAX_BODY = 1024
@@ -92,19 +90,9 @@ def _int(obj: Mapping, name: str, lo: int, hi: int) -> int:
 
 def _num(obj: Mapping, name: str, lo: float, hi: float, lo_open: bool = False) -> float:
     v = obj[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise AdvertError(f"{name}: must be a number, got {_show(v)}")
-    try:
-        f = float(v)
-    except OverflowError:
-        raise AdvertError(f"{name}: {_show(v)} is too large") from None
-    if not math.isfinite(f):
-        raise AdvertError(f"{name}: must be finite, got {f}")
-    if f < lo or f > hi or (lo_open and f == lo):
-        lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        hi_txt = f" and <= {hi:g}" if math.isfinite(hi) else ""
-        raise AdvertError(f"{name}: {f!r} out of range (must be {lo_txt}{hi_txt})")
-    return f
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**1023:
+        v = _show(v)  # too long to print whole; checks.number names it a non-number
+    return checks.number(v, name, lo, hi, lo_open=lo_open, error=AdvertError)
 
 
 def _name(v: Any, field: str) -> str:
@@ -240,32 +228,9 @@ def encode_advert(adv: Advert, key: bytes | None = None) -> bytes:
     return msg + _mac(key, msg) if key is not None else msg
 
 
-def _reject_constant(name: str) -> Any:
-    raise AdvertError(f"body: {name} is not allowed (numbers must be finite)")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in obj:
-            raise AdvertError(f"{k}: duplicate JSON key")
-        obj[k] = v
-    return obj
-
-
 def parse_body(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise AdvertError(f"body: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates,
-                          parse_constant=_reject_constant)
-    except AdvertError:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise AdvertError(f"body: not valid JSON ({str(e)[:80]})") from None
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys (common.strictjson)."""
+    return strictjson.loads(body, AdvertError, where="body")
 
 
 def decode_advert(payload: bytes, key: bytes | None = None,

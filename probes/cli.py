@@ -107,9 +107,11 @@ def _terminate(signum, frame):
 
 
 def _emulation(net, args):
-    from emulation.network import Emulation
-    return Emulation(net, link_emulation=args.link_emulation, datapath=args.datapath,
-                     ovs_port_type=args.ovs_port_type, keep_work_dir=args.keep_work_dir)
+    from emulation.network import Emulation, LinkConfig
+    return Emulation(net, links=LinkConfig(link_emulation=args.link_emulation,
+                                           datapath=args.datapath,
+                                           ovs_port_type=args.ovs_port_type),
+                     keep_work_dir=args.keep_work_dir)
 
 
 def run_envelope(args, net) -> int:

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from common import checks
 from topology.model import Network, Site, haversine_km
 from topology.paths import shortest_path
 
@@ -84,13 +85,7 @@ _TIER_KEYS = {"id", "description", "threshold_ms", "metric", "rule", "city_km"}
 
 def _number(value: Any, where: str, lo: float, hi: float, fix: str, lo_open: bool = False
             ) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EnvelopeError(f"{where} must be a number, got {value!r}; {fix}")
-    v = float(value)
-    if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
-        bound = f"({lo:g}, {hi:g}]" if lo_open else f"[{lo:g}, {hi:g}]"
-        raise EnvelopeError(f"{where} = {value!r} is outside {bound}; {fix}")
-    return v
+    return checks.number(value, where, lo, hi, lo_open=lo_open, fix=fix, error=EnvelopeError)
 
 
 def parse_envelopes(doc: Any, source: str = "<memory>") -> EnvelopeConfig:

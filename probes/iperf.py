@@ -14,12 +14,11 @@ runs the client, and ends both by pid (terminate -> wait -> kill) whatever happe
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 
-from probes.owd import stop_process
+from common import checks, procs
 
 MAX_INPUT = 16 * 1024 * 1024
 DEFAULT_PORT = 5201
@@ -61,11 +60,8 @@ def _num(d: dict, key: str, where: str, integer: bool = False, optional: bool = 
     v = d.get(key) if isinstance(d, dict) else None
     if v is None and optional:
         return None
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or not math.isfinite(v) or v < 0:
-        raise IperfParseError(f"iperf3 output: {where}.{key} = {v!r} is not a non-negative "
-                              f"{'integer' if integer else 'number'}")
-    return v
+    return checks.number(v, f"iperf3 output: {where}.{key}", 0, integer=integer,
+                         error=IperfParseError)
 
 
 def _sum_streams(streams: list, side: str) -> dict:
@@ -195,10 +191,10 @@ def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float 
     """One iperf3 test from Mininet host `client` to `server` (bandwidth: Mbit/s, the UDP
     send rate or a TCP cap). Both processes are gone when this returns or raises."""
     cmd = client_command(net[server].IP(), port, proto, seconds, bandwidth, streams)
-    procs: list[subprocess.Popen] = []
+    started: list[subprocess.Popen] = []
     try:
         srv = net[server].popen(server_command(port))
-        procs.append(srv)
+        started.append(srv)
         deadline = time.monotonic() + 10
         while not listening(srv.pid, port):
             if srv.poll() is not None:
@@ -209,7 +205,7 @@ def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float 
                                  "after 10 s")
             time.sleep(0.02)
         cli = net[client].popen(cmd)
-        procs.append(cli)
+        started.append(cli)
         try:
             out, err = cli.communicate(timeout=seconds + 30)
         except subprocess.TimeoutExpired:
@@ -222,5 +218,4 @@ def run_iperf(net, client: str, server: str, proto: str = "tcp", seconds: float 
                              + (f" [{err.decode(errors='replace').strip()[:200]}]"
                                 if err.strip() else "")) from None
     finally:
-        for p in reversed(procs):
-            stop_process(p)
+        procs.stop_all(list(reversed(started)), grace_s=2.0)

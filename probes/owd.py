@@ -38,18 +38,16 @@ import argparse
 import base64
 import binascii
 import json
-import os
 import select
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from common import procs
 from common.stats import Summary, sequence_stats, summarize
 from probes.owdwire import MAX_COUNT, ProbeFormatError, bitmap_members
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 6500
 MAX_OUTPUT = 64 * 1024 * 1024
 START_GAP_S = 0.5  # concurrent pairs: common start this long after the last sender starts
@@ -188,20 +186,19 @@ def parse_output(text: str | bytes, src: str = "", dst: str = "") -> OwdResult:
 
 # ------------------------------------------------------------------------------ runner
 
-def _python_cmd(python: str | None) -> list[str]:
-    return [python or sys.executable, "-m", "probes.owd"]
+PROGRAM = "probes.owd"  # reflector and sender: this module's command line
 
 
-def reflect_command(port: int, lifetime_s: float, python: str | None = None) -> list[str]:
-    return [*_python_cmd(python), "reflect", "--port", str(port),
+def reflect_args(port: int, lifetime_s: float) -> list[str]:
+    return ["reflect", "--port", str(port),
             "--lifetime", f"{lifetime_s:g}"]
 
 
-def send_command(dst_ip: str, port: int, count: int, interval_s: float, size: int,
+def send_args(dst_ip: str, port: int, count: int, interval_s: float, size: int,
                  warmup: int, timeout_s: float, poisson: bool = False,
-                 seed: int | None = None, python: str | None = None,
+                 seed: int | None = None,
                  start_at: float | None = None) -> list[str]:
-    cmd = [*_python_cmd(python), "send", "--dst", dst_ip, "--port", str(port),
+    cmd = ["send", "--dst", dst_ip, "--port", str(port),
            "--count", str(count), "--interval", f"{interval_s:g}", "--size", str(size),
            "--warmup", str(warmup), "--timeout", f"{timeout_s:g}", "--json"]
     if poisson:
@@ -209,20 +206,6 @@ def send_command(dst_ip: str, port: int, count: int, interval_s: float, size: in
     if start_at is not None:
         cmd += ["--start-at", f"{start_at:.6f}"]
     return cmd
-
-
-def stop_process(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
-    """End a process we started, by its pid: SIGTERM, wait, then SIGKILL."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=grace_s)
-    for f in (proc.stdout, proc.stderr):
-        if f is not None:
-            f.close()
 
 
 def _wait_ready(proc: subprocess.Popen, host: str, deadline: float) -> None:
@@ -263,14 +246,15 @@ def measure_owd(net, pairs, count: int = 100, interval_s: float = 0.01, size: in
     expect = warmup * interval_s + 2 * timeout_s + count * interval_s * (1.5 if poisson else 1)
     budget = (expect + 10 * min(timeout_s, 0.5) + 15.0 + START_GAP_S
               + STAGGER_S * len(pairs))
-    popen = {"cwd": str(REPO_ROOT), "env": dict(os.environ, PYTHONPATH=str(REPO_ROOT))}
-    procs: list[subprocess.Popen] = []
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "python": python}
+    started: list[subprocess.Popen] = []
     try:
         deadline = time.monotonic() + 15.0
         reflectors = {}
         for d in sorted({d for _, d in pairs}):
-            reflectors[d] = hosts[d].popen(reflect_command(port, budget + 30, python), **popen)
-            procs.append(reflectors[d])
+            reflectors[d] = procs.start(PROGRAM, reflect_args(port, budget + 30),
+                                        host=hosts[d], **pipes)
+            started.append(reflectors[d])
         for d, proc in reflectors.items():
             _wait_ready(proc, d, deadline)
         # Senders start one after another (an interpreter each); with several pairs they
@@ -279,10 +263,10 @@ def measure_owd(net, pairs, count: int = 100, interval_s: float = 0.01, size: in
                     if len(pairs) > 1 else None)
         senders = {}
         for i, (s, d) in enumerate(pairs):
-            senders[(s, d)] = hosts[s].popen(send_command(
+            senders[(s, d)] = procs.start(PROGRAM, send_args(
                 hosts[d].IP(), port, count, interval_s, size, warmup, timeout_s, poisson,
-                None if seed is None else seed + i, python, start_at), **popen)
-            procs.append(senders[(s, d)])
+                None if seed is None else seed + i, start_at), host=hosts[s], **pipes)
+            started.append(senders[(s, d)])
         deadline = time.monotonic() + budget
         results = {}
         for (s, d), proc in senders.items():
@@ -297,8 +281,7 @@ def measure_owd(net, pairs, count: int = 100, interval_s: float = 0.01, size: in
             results[(s, d)] = parse_output(out, s, d)
         return results
     finally:
-        for proc in procs:
-            stop_process(proc)
+        procs.stop_all(started, grace_s=2.0)
 
 
 # --------------------------------------------------------------------------------- CLI

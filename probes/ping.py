@@ -33,7 +33,9 @@ class PingResult:
         return 1.0 - self.received / self.sent if self.sent else 1.0
 
     def percentile(self, q: float) -> float:
-        return percentile(self.rtts_ms, q)
+        """common.stats.percentile of the RTTs; NaN when there are none."""
+        v = stats.percentile(self.rtts_ms, q)
+        return math.nan if v is None else v
 
     @property
     def median(self) -> float:
@@ -48,12 +50,6 @@ class PingResult:
                 "min_ms": self.min, "p50_ms": self.median, "p95_ms": self.percentile(95),
                 "p99_ms": self.percentile(99),
                 "max_ms": max(self.rtts_ms) if self.rtts_ms else math.nan}
-
-
-def percentile(values, q: float) -> float:
-    """Linear-interpolation percentile (numpy's default), q in [0, 100]; NaN when empty."""
-    v = stats.percentile(list(values), q)
-    return math.nan if v is None else v
 
 
 def parse_ping(text: str) -> PingResult:

@@ -14,18 +14,16 @@ import struct
 import pytest
 
 from gateway.protocol import (
-    ADV_ADDR,
-    ADV_PORT,
     HEADER,
     MAGIC,
     MAX_BODY,
-    SERVICE_PORT,
     VERSION,
     Advert,
     AdvertError,
     decode_advert,
     encode_advert,
 )
+from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT
 
 KEY = b"edwc-shared-secret"
 

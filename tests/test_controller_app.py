@@ -9,7 +9,9 @@ import pytest
 
 from controller import app as edwc_app
 from controller import ofmsg
+from controller.config import ControllerConfig
 from controller.plan import parse_plan
+from controller.policy import make_policy
 from tests.fakeof import ring_plan_doc
 
 
@@ -19,10 +21,10 @@ class RecordingDatapath(SimpleNamespace):
 
 
 @pytest.fixture
-def controller(tmp_path, monkeypatch):
-    monkeypatch.setattr(edwc_app, "RUNTIME", edwc_app.Runtime(
-        plan=parse_plan(ring_plan_doc()), status_path=str(tmp_path / "s.json")))
-    return edwc_app.EdwcController()
+def controller(tmp_path):
+    cfg = ControllerConfig(plan="ring.json", status=str(tmp_path / "s.json"))
+    return edwc_app.EdwcController(edwc_runtime=edwc_app.Runtime(
+        config=cfg, plan=parse_plan(ring_plan_doc()), policy=make_policy(cfg.policy)))
 
 
 def test_handlers_send_through_the_seam(controller, tmp_path):
@@ -43,10 +45,16 @@ def test_failing_handler_logs_and_survives(controller, caplog):
     controller._run("tick", controller.core.tick)  # still works afterwards
 
 
-def test_requires_runtime(monkeypatch):
-    monkeypatch.setattr(edwc_app, "RUNTIME", edwc_app.Runtime())
+def test_requires_runtime():
     with pytest.raises(RuntimeError, match="python -m controller"):
         edwc_app.EdwcController()
+
+
+def test_status_names_the_configuration(controller, tmp_path):
+    import json
+    controller.write_final_status()
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["config"]["policy"] == "nearest" and doc["config"]["plan"] == "ring.json"
 
 
 def test_error_description_names_type_and_offending_message():

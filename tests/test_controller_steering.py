@@ -14,7 +14,7 @@ from controller.core import ControllerCore
 from controller.packet import parse_ipv4_frame, udp_frame
 from controller.plan import parse_plan
 from controller.steering import COOKIE_STEER, PRIO_STEER, SERVICE_MAC
-from gateway.protocol import ADV_ADDR, ADV_PORT, Advert, encode_advert
+from gateway.protocol import Advert, encode_advert
 from tests.fakeof import (
     FakeNetwork,
     TraceError,
@@ -24,6 +24,7 @@ from tests.fakeof import (
     ring_plan_doc,
     trace_packet,
 )
+from topology.addressing import ADV_ADDR, ADV_PORT
 
 SVC = "10.0.255.1"
 WALL0 = 1_800_000_000.0

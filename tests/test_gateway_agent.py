@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.__main__ import config_from_args
 from gateway.client import request_job
+from gateway.config import parse_argv
 from gateway.jobs import RequestError, parse_request
 from gateway.pool import BUSY, QUEUED, STARTED, Job, Pool, pick_kind, significant_change
 from gateway.protocol import Advert, decode_advert
@@ -203,12 +203,12 @@ GOOD = ["--id", "zhongwei", "--units", "cuda=128,cann=64", "--price", "0.32", "-
 def test_command_line_good(tmp_path):
     keyf = tmp_path / "key"
     keyf.write_bytes(b"secret\n")
-    cfg, log = config_from_args(GOOD + ["--pue", "1.15", "--operator", "China Telecom",
-                                        "--key-file", str(keyf), "--interval", "0.5"])
+    cfg = parse_argv(GOOD + ["--pue", "1.15", "--operator", "China Telecom",
+                             "--key-file", str(keyf), "--interval", "0.5"])
     assert cfg.units == {"cuda": 128, "cann": 64} and cfg.key == b"secret"
     assert cfg.services == ("infer-rt", "train-batch") and cfg.interval == 0.5
     assert (cfg.adv_addr, cfg.adv_port, cfg.service_port) == ("10.0.255.254", 6400, 7000)
-    assert log is None
+    assert cfg.log_file is None
 
 
 def _replace(args: list[str], opt: str, value: str) -> list[str]:
@@ -233,7 +233,7 @@ def _replace(args: list[str], opt: str, value: str) -> list[str]:
 ])
 def test_command_line_bad_input_exits_2(opt, value, word, capsys):
     with pytest.raises(SystemExit) as e:
-        config_from_args(_replace(GOOD, opt, value))
+        parse_argv(_replace(GOOD, opt, value))
     assert e.value.code == 2
     assert word in capsys.readouterr().err
 
@@ -242,7 +242,7 @@ def test_empty_key_file_exits_2(tmp_path, capsys):
     keyf = tmp_path / "key"
     keyf.write_bytes(b"\n")
     with pytest.raises(SystemExit) as e:
-        config_from_args(GOOD + ["--key-file", str(keyf)])
+        parse_argv(GOOD + ["--key-file", str(keyf)])
     assert e.value.code == 2 and "empty" in capsys.readouterr().err
 
 

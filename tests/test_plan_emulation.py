@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from common.stats import percentile
 from emulation import lifecycle
 from emulation.linkmode import queue_limit_packets, shaping_commands
-from probes.ping import PingParseError, parse_ping, percentile, ping_command
+from probes.ping import PingParseError, parse_ping, ping_command
 from topology.loader import load_topology
 from topology.plan import make_plan
 
@@ -163,7 +164,7 @@ def test_cleanup_skips_live_owner(record_dir):
 
 def test_reused_pid_is_not_killed(record_dir):
     me = os.getpid()
-    assert not lifecycle.stop_process(me, start=12345)  # wrong start time: not ours
+    assert not lifecycle.stop_recorded(me, start=12345)  # wrong start time: not ours
 
 
 def test_mininet_imports_without_distutils():
@@ -202,3 +203,25 @@ def test_commands_work_with_the_system_python():
                        env={k: v for k, v in os.environ.items()
                             if k not in ("VIRTUAL_ENV", "PYTHONPATH", "EDWC_TESTBED_REEXEC")})
     assert r.returncode == 0 and "--cli" in r.stdout, r.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="no system python3")
+def test_launchers_work_from_any_directory_and_as_one_command(tmp_path):
+    """A script run by absolute path from elsewhere, the emulation's check, and the
+    installed `edwc` command all start their program."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "EDWC_TESTBED_REEXEC")}
+    r = subprocess.run(["/usr/bin/python3", str(root / "experiments" / "fiber_cut.py"),
+                        "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "usage: fiber_cut.py" in r.stdout, r.stderr
+    r = subprocess.run(["/usr/bin/python3", "-m", "emulation", "check", "--brief"],
+                       capture_output=True, text=True, cwd=root, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("link emulation "), r.stderr
+    edwc = root / ".venv" / "bin" / "edwc"
+    if edwc.exists():
+        r = subprocess.run([str(edwc), "topology", "validate", str(FIX / "tiny.yaml")],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0 and "OK, 3 sites" in r.stdout, r.stderr
+        r = subprocess.run([str(edwc), "nope"], capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and "unknown command 'nope'" in r.stderr

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from probes.owd import ProbeError
-from probes.stream import StreamRun, analyze, timeline
+from probes.stream import StreamRun
+from probes.streamanalysis import analyze, timeline
 from probes.streamprog import (
     FILE_HEAD,
     HEADER_LEN,

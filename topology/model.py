@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from common import checks
+
 # Light in silica fibre: c / n with n ~ 1.468 gives ~204,000 km/s, i.e. ~4.9 us per km.
 FIBER_US_PER_KM = 4.9
 DEFAULT_ROUTE_FACTOR = 1.3
@@ -163,14 +165,8 @@ class Network:
 # --- building a Network from plain values, with validation ------------------------------
 
 def _num(value, what: str, src: str, item: str, lo: float, hi: float, fix: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TopologyError(f"{what} must be a number, got {value!r}; {fix}", src, item)
-    v = float(value)
-    if math.isnan(v) or math.isinf(v):
-        raise TopologyError(f"{what} is {v}; {fix}", src, item)
-    if not lo <= v <= hi:
-        raise TopologyError(f"{what} = {v:g} is outside [{lo:g}, {hi:g}]; {fix}", src, item)
-    return v
+    return checks.number(value, what, lo, hi, fix=fix,
+                         error=lambda msg: TopologyError(msg, src, item))
 
 
 def make_site(raw: dict, src: str, index: int) -> Site:

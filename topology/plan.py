@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import re
 import secrets
 import string
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from common import checks
+from topology.addressing import HOST_SUBNET
 from topology.model import Network, TopologyError
 from topology.services import default_services
 
@@ -27,7 +28,6 @@ PLAN_FORMAT = "edwc-plan/1"
 NAME_PREFIX = "ew"
 RUN_ID_RE = re.compile(r"^[a-z0-9]{4}$")
 HOST_PORT = 1  # a site's end host always sits on port 1 of the site's switch
-HOST_SUBNET = ipaddress.ip_network("10.0.0.0/16")
 # Words the Mininet CLI reads as commands: a host with such a name could not be addressed.
 _CLI_WORDS = {"dpctl", "dump", "exit", "gterm", "help", "intfs", "iperf", "iperfudp", "link",
               "links", "net", "noecho", "nodes", "pingall", "pingallfull", "pingpair",
@@ -290,10 +290,7 @@ def _int(obj: dict, key: str, path: str, lo: int, hi: int) -> int:
 
 
 def _num(obj: dict, key: str, path: str) -> float:
-    v = obj[key]
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-    _check(ok, f"{path}.{key}", f"must be a number >= 0, got {v!r}")
-    return float(v)
+    return checks.number(obj[key], f"{path}.{key}", 0, error=PlanError)
 
 
 def _mac(obj: dict, key: str, path: str) -> str:

@@ -12,22 +12,18 @@ the chosen path plus the gateway's advertised processing delay must fit in it.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from common import checks
+from topology.addressing import RESERVED, SERVICE_NET, SERVICE_PORT
 from topology.model import TopologyError
 
 SERVICES_FILE = Path(__file__).resolve().parent / "data" / "services.yaml"
 SERVICE_FORMAT = "edwc-services/1"
-# CS-IDs live at the top of the host /16 so that clients ARP for them on-link; the
-# controller answers for them. 10.0.255.254 is the advertisement collector.
-SERVICE_NET = ipaddress.ip_network("10.0.255.0/24")
-RESERVED = {ipaddress.ip_address("10.0.255.254"), ipaddress.ip_address("10.0.255.255"),
-            ipaddress.ip_address("10.0.255.0")}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 KIND_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 MAX_SERVICES = 200
@@ -50,10 +46,7 @@ def _fail(msg: str, src: str, item: str | None = None) -> TopologyError:
 
 
 def _number(v, what: str, lo: float, hi: float, src: str, item: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-            or not lo <= v <= hi:
-        raise _fail(f"{what} must be a number in [{lo:g}, {hi:g}], got {v!r}", src, item)
-    return float(v)
+    return checks.number(v, what, lo, hi, error=lambda msg: _fail(msg, src, item))
 
 
 def make_service(raw, src: str, index: int) -> Service:
@@ -78,7 +71,7 @@ def make_service(raw, src: str, index: int) -> Service:
     if addr not in SERVICE_NET or addr in RESERVED:
         raise _fail(f"address {addr} must be in {SERVICE_NET} (not .0, .254 or .255): the "
                     "controller answers ARP there for service addresses", src, item)
-    port = raw.get("port", 7000)
+    port = raw.get("port", SERVICE_PORT)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise _fail(f"port must be an integer 1-65535, got {port!r}", src, item)
     units = raw["units"]

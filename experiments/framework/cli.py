@@ -30,12 +30,17 @@ def add_topology_options(ap: argparse.ArgumentParser) -> None:
                          "more than x1 (default: auto)")
 
 
+# The studies compare compute-aware placement: their default is the weighted score, where
+# the controller's own default (controller.config.DEFAULT_POLICY) is the latency baseline.
+EXPERIMENT_POLICY = "weighted"
+
+
 def add_controller_options(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--policy", default="weighted",
-                    help="steering policy: nearest, least-loaded, greenest, weighted, random, "
-                         "round-robin, or module:Class / path.py:Class (default: weighted)")
-    ap.add_argument("--policy-param", action="append", default=[], metavar="KEY=JSON",
-                    help="a policy parameter (repeatable), e.g. --policy-param w_latency=2")
+    """The controller's own --policy and --policy-param (controller.config declares them)."""
+    from common import flags
+    from controller.config import ControllerConfig
+    flags.add_arguments(ap, ControllerConfig, only=("policy", "policy_params"))
+    ap.set_defaults(policy=EXPERIMENT_POLICY)
     ap.add_argument("--adv-interval", type=float, default=1.0,
                     help="gateway advertisement period, s (default: 1.0)")
 
@@ -152,23 +157,7 @@ def check_common(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--delay-line-priority must be 0-99")
     if not 0.05 <= args.adv_interval <= 60:
         ap.error("--adv-interval must be in [0.05, 60] s")
-    try:
-        args.policy_params = parse_policy_params(args.policy_param)
-    except ValueError as e:
-        ap.error(str(e))
-
-
-def parse_policy_params(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        key, sep, raw = it.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--policy-param {it!r}: write KEY=VALUE (VALUE in JSON)")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    args.policy_params = dict(args.policy_params)  # (KEY, VALUE) pairs, parsed by the flag
 
 
 def preflight(args: argparse.Namespace) -> None:
@@ -226,11 +215,17 @@ def load_network(args: argparse.Namespace) -> Any:
 
 
 def emulation_options(args: argparse.Namespace) -> dict:
-    return {"link_emulation": args.link_emulation, "datapath": args.datapath,
-            "ovs_port_type": args.ovs_port_type, "substrate_us": args.substrate_us,
-            "delay_line_rt_priority": args.delay_line_priority, "seed": args.seed,
-            "keep_work_dir": args.keep_work_dir, "policy": args.policy,
-            "policy_params": args.policy_params, "adv_interval": args.adv_interval}
+    """The Emulation's configuration from a study's options (see emulation.network)."""
+    from emulation.network import AgentOptions, ControllerConfig, LinkConfig
+    return {"links": LinkConfig(link_emulation=args.link_emulation, datapath=args.datapath,
+                                ovs_port_type=args.ovs_port_type,
+                                substrate_us=args.substrate_us,
+                                delay_line_rt_priority=args.delay_line_priority,
+                                seed=args.seed),
+            "controller": ControllerConfig(policy=args.policy,
+                                           policy_params=dict(args.policy_params)),
+            "agents": AgentOptions(adv_interval=args.adv_interval),
+            "keep_work_dir": args.keep_work_dir}
 
 
 def config_of(args: argparse.Namespace) -> dict:

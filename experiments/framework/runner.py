@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from common.procs import PROJECT_ROOT as REPO_ROOT
+
 REPORTS_DIR = REPO_ROOT / "reports"
 FORMAT = "edwc-report/1"
 

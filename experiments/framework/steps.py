@@ -15,14 +15,12 @@ interrupt, so the report has it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from typing import Any
 
-from experiments.framework.runner import REPO_ROOT, Experiment, ExperimentError
+from common import procs
+from experiments.framework.runner import Experiment, ExperimentError
 
 ENVELOPE_COUNT = 40  # probes per pair: 2x the 20 a verdict needs, so loss never starves one
 ENVELOPE_INTERVAL_S = 0.01
@@ -130,8 +128,6 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
     the end (experiments.workload.metrics RUNNING_AT_END) instead of stretching the run."""
     from experiments.workload.loadgen import make_schedule, read_results
     from experiments.workload.metrics import RUNNING_AT_END
-    from probes.owd import stop_process
-
     plan = emu.plan
     svc = {s.name for s in plan.services}
     unknown = sorted({r.service for r in requests} - svc)
@@ -149,9 +145,8 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
     elif start_at < time.time() + 1.0:
         raise ExperimentError("the workload's start time is less than 1 s away: the load "
                               "generators could not start in time")
-    procs: dict[str, Any] = {}
+    started: dict[str, Any] = {}
     outs: dict[str, Any] = {}
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     end_t = max((r.t + r.duration_s for r in requests), default=0.0)
     rows = [] if rows is None else rows
     try:
@@ -159,18 +154,17 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
             sched = d / f"{metro}.json"
             sched.write_text(json.dumps(make_schedule(reqs, plan.services)))
             outs[metro] = d / f"{metro}.jsonl"
-            cmd = [sys.executable, "-m", "experiments.workload.loadgen", "--schedule", str(sched),
-                   "--start-at", f"{start_at:.6f}", "--out", str(outs[metro]),
-                   "--timeout", f"{timeout_s:g}"]
-            with open(d / f"{metro}.stderr", "wb") as err:
-                procs[metro] = emu.net[hosts[metro]].popen(
-                    cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=str(REPO_ROOT), env=env)
-        exp.progress(f"{label}: {len(requests)} requests from {len(procs)} metros over "
+            started[metro] = procs.start(
+                "experiments.workload.loadgen",
+                ["--schedule", sched, "--start-at", f"{start_at:.6f}", "--out", outs[metro],
+                 "--timeout", f"{timeout_s:g}"],
+                host=emu.net[hosts[metro]], stderr_path=d / f"{metro}.stderr")
+        exp.progress(f"{label}: {len(requests)} requests from {len(started)} metros over "
                      f"{max((r.t for r in requests), default=0):.0f} s")
         deadline = start_at + end_t + 2 * timeout_s + 15.0
         last_print = 0.0
         cut_off = False
-        while any(p.poll() is None for p in procs.values()):
+        while any(p.poll() is None for p in started.values()):
             now = time.time()
             if stop_after_s is not None and now >= start_at + stop_after_s:
                 cut_off = True
@@ -189,8 +183,8 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
                 last_print = time.monotonic()
             time.sleep(0.1)
     finally:
-        for metro, p in procs.items():  # SIGTERM: a generator marks unfinished jobs
-            stop_process(p, grace_s=3.0)
+        procs.stop_all(started.values(), grace_s=3.0)  # SIGTERM: unfinished jobs are marked
+        for metro, p in started.items():
             if p.returncode not in (0, None, -15):
                 err = (d / f"{metro}.stderr").read_text(errors="replace").strip()
                 exp.result["errors"].append(f"load generator at {metro} exited with "

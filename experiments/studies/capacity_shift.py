@@ -23,13 +23,13 @@ Exit status: 0 complete, 2 bad input or an error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from collections import Counter
 
+from common import procs
 from experiments.framework import cli
-from experiments.framework.runner import REPO_ROOT, Experiment, ExperimentError
+from experiments.framework.runner import Experiment, ExperimentError
 
 ACTIONS = ("fill", "offline")
 
@@ -128,7 +128,6 @@ class Event:
         that running jobs hold (it starts as they finish): the hub stays full, and the
         jobs already running there finish normally."""
         services = self.emu.plan.services
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         for g in self.gws:
             state = self.emu.gateway_state(g.id)
             for kind, u in sorted((state.get("units") or {}).items()):
@@ -139,17 +138,15 @@ class Event:
                 for units in (int(u.get("free", 0)), int(u.get("busy", 0))):
                     if units <= 0:
                         continue
-                    cmd = [sys.executable, "-m", "gateway.client", "--addr", g.ip,
-                           "--service", svc.name, "--units", str(units), "--kinds", kind,
-                           "--duration", f"{self.hold_s:g}", "--timeout", f"{self.hold_s:g}"]
-                    self.fillers.append(self.emu.net[g.host].popen(
-                        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        cwd=str(REPO_ROOT), env=env))
+                    self.fillers.append(procs.start(
+                        "gateway.client",
+                        ["--addr", g.ip, "--service", svc.name, "--units", units,
+                         "--kinds", kind, "--duration", f"{self.hold_s:g}",
+                         "--timeout", f"{self.hold_s:g}"],
+                        host=self.emu.net[g.host], stderr=subprocess.DEVNULL))
 
     def stop(self) -> None:
-        from probes.owd import stop_process
-        for p in self.fillers:
-            stop_process(p)
+        procs.stop_all(self.fillers, grace_s=2.0)
 
 
 def analyse(jobs: list[dict], hub: str, t_event: float) -> dict:

@@ -197,7 +197,7 @@ def _p95_between(result, lo: float, hi: float) -> float | None:
 def analyse(exp: Experiment, net, result, sched: CutSchedule, src: str, dst: str,
             args) -> dict:
     from probes.envelope import assign_tier, load_envelopes
-    from probes.stream import timeline
+    from probes.streamanalysis import timeline
 
     tier = assign_tier(net, src, dst, load_envelopes(args.tiers).tiers)
     model_path, model_ms = model_without(net, sched.link, src, dst)

@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 
 from experiments.framework import cli
 from experiments.framework.runner import Experiment, ExperimentError
@@ -97,7 +98,7 @@ def one_policy(exp: Experiment, emu, requests: list, args, policy: str) -> dict:
     if left:
         exp.note(f"{policy}: {left} placement(s) of the previous round still held")
     emu.start_gateways()
-    emu.wait_gateways(emu.gateway_timeout)
+    emu.wait_gateways()
     switch_policy(emu, policy, args.policy_params if policy == args.policy else {})
     before = (emu.api("counters").get("controller") or {}).get("flows_repathed", 0)
     jobs = cli.run_requests(exp, emu, requests, args, label=label)
@@ -118,7 +119,8 @@ def body(exp: Experiment, args) -> None:
         net = cli.load_network(args)
     with exp.phase("build"):
         opts = cli.emulation_options(args)
-        emu = exp.start_emulation(net, flow_idle_timeout=IDLE_TIMEOUT_S, **opts)
+        opts["controller"] = replace(opts["controller"], flow_idle_timeout=IDLE_TIMEOUT_S)
+        emu = exp.start_emulation(net, **opts)
     requests = cli.make_requests(exp, args, net, emu.plan)
     rows: list[dict] = []
     exp.result["scenario"] = {"policies": rows, "workload_seed": args.seed}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from emulation.network import BuildError, Emulation
+from emulation.network import BuildError, Emulation, LinkConfig
 from probes.ping import ping_from
 from tests.integration.conftest import assert_clean, leftovers
 from topology.loader import load_topology
@@ -84,6 +84,12 @@ def test_controller_log_is_clean(tiny):
     assert tiny.controller_status()["counters"]["of_errors"] == 0
 
 
+def test_controller_process_runs_with_the_emulations_config(tiny):
+    """The running controller reports, in its status file, the configuration the emulation
+    built its command line from."""
+    assert tiny.controller_status()["config"] == tiny.controller.config.to_dict()
+
+
 @pytest.mark.slow
 def test_edwc_backbone_rtt_matches_model():
     net = load_topology("edwc")
@@ -110,10 +116,10 @@ def test_failed_build_rolls_back():
 
 CRASH_SCRIPT = textwrap.dedent("""
     import time
-    from emulation.network import Emulation
+    from emulation.network import Emulation, LinkConfig
     from topology.loader import load_topology
     # system ports: the run also owns an OVSDB QoS row, which cleanup must remove too
-    emu = Emulation(load_topology({tiny!r}), ovs_port_type="system",
+    emu = Emulation(load_topology({tiny!r}), links=LinkConfig(ovs_port_type="system"),
                     log=lambda *_: None).start()
     print(emu.run_id, flush=True)
     time.sleep(600)
@@ -183,7 +189,8 @@ def test_failure_in_the_middle_of_the_build_rolls_back(monkeypatch):
         raise delayline.DelayLineError("injected failure")
 
     monkeypatch.setattr(delayline.DelayLineProcess, "start", classmethod(fail))
-    emu = Emulation(load_topology(TINY), link_emulation="userspace", log=lambda *_: None)
+    emu = Emulation(load_topology(TINY), links=LinkConfig(link_emulation="userspace"),
+                    log=lambda *_: None)
     with pytest.raises(delayline.DelayLineError, match="injected"):
         emu.start()
     assert_clean(emu.run_id)
@@ -196,7 +203,7 @@ def test_switch_port_qdiscs_survive_ovs():
     build (this is where the kernel path puts netem), and the QoS row that protects it goes
     with the run."""
     net = load_topology(TINY)
-    with Emulation(net, ovs_port_type="system", log=lambda *_: None) as emu:
+    with Emulation(net, links=LinkConfig(ovs_port_type="system"), log=lambda *_: None) as emu:
         rid = emu.run_id
         for ln in emu.plan.links:
             for intf in (ln.a_intf, ln.b_intf):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from emulation.network import Emulation
+from emulation.network import AgentOptions, Emulation
 from tests.integration.conftest import assert_clean
 from topology.model import build_network
 from topology.services import make_services
@@ -121,7 +121,8 @@ def failover_network():
 
 @pytest.fixture(scope="module")
 def emu():
-    e = Emulation(failover_network(), log=lambda *_: None, adv_interval=0.5)
+    e = Emulation(failover_network(), log=lambda *_: None,
+                  agents=AgentOptions(adv_interval=0.5))
     e.start()
     try:
         yield e
@@ -215,7 +216,7 @@ def cut_round(emu, tmp_path, tag: str, freeze: bool = False) -> dict:
     w0 = time.time()
     procs = run_streams(emu, tmp_path, tag, duration=3.6)
     time.sleep(0.8)
-    pid = emu._controller_proc.pid
+    pid = emu.controller.proc.pid
     if freeze:
         os.kill(pid, signal.SIGSTOP)  # well inside OVS's 5 s inactivity probe
     try:
@@ -297,7 +298,7 @@ def test_failover_needs_no_controller(emu, tmp_path):
     for flow in ("east>dc", "dc>east"):
         assert fig[flow]["cut_ms"] <= BOUND_MS and fig[flow]["flowing"], (flow, fig)
     wait_until(lambda: emu.controller_status().get("ready"), 30, "the controller to catch up")
-    assert emu._controller_proc.poll() is None
+    assert emu.controller.proc.poll() is None
 
 
 def job(emu, duration: float):

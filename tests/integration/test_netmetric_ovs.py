@@ -13,14 +13,14 @@ from __future__ import annotations
 import time
 
 from controller.netmetric import compare
-from emulation.network import Emulation
+from emulation.network import ControllerConfig, Emulation
 from tests.integration.conftest import assert_clean
 from tests.integration.steer_topo import steering_network
 
 
 def test_measured_link_delays_agree_with_the_configuration():
-    emu = Emulation(steering_network(), log=lambda *_: None, probe_interval=0.25,
-                    delay_source="measured")
+    emu = Emulation(steering_network(), log=lambda *_: None,
+                    controller=ControllerConfig(probe_interval=0.25, delay_source="measured"))
     emu.start()
     try:
         # Judge a window taken wholly after the start: the first samples share the machine

@@ -48,7 +48,7 @@ def network():
 
 @pytest.fixture(scope="module")
 def emu():
-    e = Emulation(network(), gateways=False, log=lambda *_: None)
+    e = Emulation(network(), agents=None, log=lambda *_: None)
     e.start()
     yield e
     rid = e.run_id

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from emulation.network import Emulation
+from emulation.network import AgentOptions, ControllerConfig, Emulation
 from tests.integration.conftest import assert_clean
 from tests.integration.steer_topo import SERVICE, steering_network
 
@@ -22,8 +22,9 @@ PY = sys.executable
 
 @pytest.fixture(scope="module")
 def emu():
-    e = Emulation(steering_network(), log=lambda *_: None, adv_interval=0.5,
-                  flow_idle_timeout=5)
+    e = Emulation(steering_network(), log=lambda *_: None,
+                  agents=AgentOptions(adv_interval=0.5),
+                  controller=ControllerConfig(flow_idle_timeout=5))
     e.start()
     try:
         yield e
@@ -114,7 +115,8 @@ def test_silent_gateway_is_expired_and_avoided(emu):
 
 SPOOF = r"""
 import socket, time
-from gateway.protocol import ADV_ADDR, ADV_PORT, Advert, encode_advert
+from gateway.protocol import Advert, encode_advert
+from topology.addressing import ADV_ADDR, ADV_PORT
 adv = Advert(gw="near", epoch=time.time_ns() + 1, seq=0, ts=time.time(), interval=0.5,
              units={"cuda": (4000, 4000)}, util=0.0, queue=0, delay_ms=0.0, price=0.01,
              green=1.0, services=("infer",))
@@ -183,7 +185,7 @@ def test_malformed_flood_leaves_the_controller_responsive(emu, tmp_path):
     counters = emu.api("counters")["controller"]
     assert time.monotonic() - t0 < 2.0
     assert counters["ip_malformed"] + counters["adverts_malformed"] > 0, counters
-    assert emu._controller_proc.poll() is None
+    assert emu.controller.proc.poll() is None
     r = job(emu)
     assert r["ok"] and r["done"], r
     assert emu.controller_status()["ready"]
