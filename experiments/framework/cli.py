@@ -249,7 +249,7 @@ def workload_config(args: argparse.Namespace) -> Any:
 
 def make_requests(exp: Experiment, args: argparse.Namespace, net: Any, plan: Any) -> list:
     """Generate (or replay) the requests; stores result["workload"]."""
-    from experiments.workload.generator import generator as wl
+    from experiments.workload import generator as wl
 
     cfg = workload_config(args)
     if args.workload:
