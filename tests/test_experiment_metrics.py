@@ -1,4 +1,4 @@
-"""Job outcomes and run metrics (experiments/metrics.py) on hand-built jobs: exact numbers,
+"""Job outcomes and run metrics (experiments/workload/metrics.py) on hand-built jobs: exact numbers,
 empty input, everything refused. Pure, no root."""
 
 from __future__ import annotations

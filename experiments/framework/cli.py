@@ -195,7 +195,8 @@ def preflight(args: argparse.Namespace) -> None:
     if not any(s.compute and s.compute.units for s in net.sites):
         raise ExperimentError(f"topology {net.name} has no site with compute units: give "
                               "clusters a 'compute: {units: {...}}' entry")
-    from experiments.workload.generator import WorkloadError, load_replay, resolve
+    from experiments.workload.generator import WorkloadError, resolve
+    from experiments.workload.replay import load_replay
     try:
         if args.workload:
             load_replay(args.workload, net)
@@ -250,17 +251,18 @@ def workload_config(args: argparse.Namespace) -> Any:
 def make_requests(exp: Experiment, args: argparse.Namespace, net: Any, plan: Any) -> list:
     """Generate (or replay) the requests; stores result["workload"]."""
     from experiments.workload import generator as wl
+    from experiments.workload import replay
 
     cfg = workload_config(args)
     if args.workload:
-        requests = wl.load_replay(args.workload, net)
+        requests = replay.load_replay(args.workload, net)
         exp.result["workload"] = wl.describe(None, requests, source=args.workload)
     else:
         cfg = wl.resolve(cfg, plan.services, net, plan.gateways)
         requests = wl.generate(cfg, plan.services, net, plan.gateways)
         exp.result["workload"] = wl.describe(cfg, requests)
         if args.save_workload:
-            wl.save_replay(requests, args.save_workload)
+            replay.save_replay(requests, args.save_workload)
             exp.progress(f"workload written to {args.save_workload}")
     if not requests:
         raise ExperimentError("the workload has no requests: raise --duration or --rate")

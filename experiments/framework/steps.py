@@ -2,7 +2,7 @@
 
 - `verify_envelopes`: one-way delay both ways and RTT for the chosen host pairs
   (probes.owd, a few pairs at a time), judged against the latency circles (probes.envelope).
-- `drive_workload`: one load generator (experiments/loadgen.py) per metro host, in that
+- `drive_workload`: one load generator (experiments/workload/loadgen.py) per metro host, in that
   host's namespace, all starting at one agreed wall-clock instant; progress while it runs;
   results read back before the emulation goes away. Ctrl-C stops the generators (they mark
   unfinished jobs "interrupted") and still returns what was measured.
@@ -119,7 +119,7 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
                    rows: list[dict] | None = None, stop_after_s: float | None = None
                    ) -> list[dict]:
     """Run ``requests`` (experiments.workload.Request) from their metros' hosts against the
-    service addresses; returns the loadgen result rows (see experiments/loadgen.py).
+    service addresses; returns the loadgen result rows (see experiments/workload/loadgen.py).
     ``on_tick(t)`` is called about every 0.1 s with seconds since the workload start (the
     scenarios use it to cut links or fill hubs at a planned instant). ``start_at`` (Unix
     time) puts t = 0 at a given instant, e.g. a probe stream's start, so that both share

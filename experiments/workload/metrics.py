@@ -1,7 +1,7 @@
 """Job outcomes and run metrics of an experiment (pure: plain dicts in, plain dicts out).
 
 `job_records` joins the workload's requests with the load generators' result lines
-(experiments/loadgen.py) by ``idx`` into the report's "jobs" list; `compute_metrics` turns
+(experiments/workload/loadgen.py) by ``idx`` into the report's "jobs" list; `compute_metrics` turns
 those into the report's "metrics" dict; `placements_over_time` bins placements per hub.
 
 Outcome of one job (``outcome`` key), from the client's view (gateway/client.py):
