@@ -10,12 +10,13 @@ import pytest
 
 from experiments.workload.generator import Request
 from experiments.workload.metrics import (
-    WESTERN_HUBS,
     compute_metrics,
     energy_cost_cny,
     job_records,
     outcome,
     placements_over_time,
+    west_sites,
+    zone_of,
 )
 
 PLAN = NS(
@@ -28,6 +29,11 @@ PLAN = NS(
               NS(id="lone", site="lone", hub=None, units={"cuda": 2}, price=None, pue=None,
                  green=None)),
     hosts=(NS(site="sh", name="sh"), NS(site="bj", name="bj")))
+# the sites behind PLAN: hub nx is zone west, hub yrd zone east; gateways inherit their hub's
+NET = NS(sites=(NS(id="nx", hub="nx", zone="west"), NS(id="yrd", hub="yrd", zone="east"),
+                NS(id="gw_w", hub="nx", zone=None), NS(id="gw_e", hub="yrd", zone=None),
+                NS(id="lone", hub=None, zone=None), NS(id="sh", hub="yrd", zone=None)))
+WEST = west_sites(NET)
 
 REQS = [
     Request(0, 0.0, 0.0, "sh", "infer", 2, 10.0),
@@ -93,7 +99,8 @@ def test_job_records():
 
 
 def test_metrics_exact():
-    m = compute_metrics(job_records(REQS, RESULTS, PLAN), PLAN, window_s=10.0, reroutes=3)
+    m = compute_metrics(job_records(REQS, RESULTS, PLAN), PLAN, window_s=10.0, reroutes=3,
+                        west=WEST)
     assert (m["requests"], m["served"], m["refused"], m["busy"], m["failed"],
             m["interrupted_jobs"], m["not_sent"], m["client_overload"], m["started"]) == \
         (9, 2, 1, 1, 4, 1, 1, 1, 3)
@@ -125,11 +132,11 @@ def test_metrics_exact():
     assert m["west_share"] == pytest.approx(held_w / (held_w + held_e))
     assert m["renewable_share"] == pytest.approx((held_w * 0.6 + held_e * 0.2)
                                                  / (held_w + held_e))
-    assert m["reroutes"] == 3 and "nx" in WESTERN_HUBS
+    assert m["reroutes"] == 3 and m["west_hubs"] == ["nx"]
 
 
 def test_metrics_empty():
-    m = compute_metrics([], PLAN, window_s=60.0)
+    m = compute_metrics([], PLAN, window_s=60.0, west=WEST)
     assert (m["requests"], m["served"], m["started"], m["sla_violations"]) == (0, 0, 0, 0)
     assert m["sla_violation_pct"] is None and m["sla_met_pct"] is None
     assert m["response_ms"] == {"p50": None, "p95": None, "p99": None, "mean": None}
@@ -139,18 +146,38 @@ def test_metrics_empty():
     assert m["cost_per_unit_hour_cny"] is None and m["west_share"] is None
     assert m["reroutes"] is None
     with pytest.raises(ValueError, match="window_s"):
-        compute_metrics([], PLAN, window_s=0)
+        compute_metrics([], PLAN, window_s=0, west=WEST)
 
 
 def test_metrics_all_refused():
     reqs = [Request(i, float(i), float(i), "sh", "infer", 2, 1.0) for i in range(4)]
     results = [res(i, float(i), error="connect", detail="[Errno 111] Connection refused")
                for i in range(4)]
-    m = compute_metrics(job_records(reqs, results, PLAN), PLAN, window_s=4.0)
+    m = compute_metrics(job_records(reqs, results, PLAN), PLAN, window_s=4.0, west=WEST)
     assert (m["requests"], m["refused"], m["served"], m["started"]) == (4, 4, 0, 0)
     assert m["sla_met_pct"] == 0.0 and m["sla_violation_pct"] is None
     assert m["sla_violations"] == 0 and m["west_share"] is None
     assert sum(d["placed"] for d in m["per_gateway"].values()) == 0
+
+
+def test_west_comes_from_the_sites_zones():
+    assert WEST == {"nx", "gw_w"}  # the western hub and its member; not yrd's, not lone
+    by_id = {x.id: x for x in NET.sites}
+    assert [zone_of(by_id[x], by_id) for x in ("gw_w", "gw_e", "lone")] == ["west", "east",
+                                                                            None]
+    # a site's own zone wins over its hub's
+    own = NS(sites=NET.sites + (NS(id="edge", hub="nx", zone="east"),))
+    assert "edge" not in west_sites(own) and "gw_w" in west_sites(own)
+    # no site with a zone: the topology defines no west (not "nothing is western")
+    bare = NS(sites=tuple(NS(id=x.id, hub=x.hub, zone=None) for x in NET.sites))
+    assert west_sites(bare) is None
+    m = compute_metrics(job_records(REQS, RESULTS, PLAN), PLAN, window_s=10.0, west=None)
+    assert m["west_share"] is None and m["west_hubs"] is None
+    assert m["unit_hours"] > 0  # work was held: only the west is undefined
+    # zones, but none west: a real zero
+    m = compute_metrics(job_records(REQS, RESULTS, PLAN), PLAN, window_s=10.0,
+                        west=frozenset())
+    assert m["west_share"] == 0.0 and m["west_hubs"] == []
 
 
 def test_energy_formula():

@@ -293,7 +293,7 @@ def run_requests(exp: Experiment, emu: Any, requests: list, args: argparse.Names
 def collect(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace) -> dict:
     """Controller decisions and counters, and the metrics of the jobs."""
     from experiments.framework import steps
-    from experiments.workload.metrics import compute_metrics
+    from experiments.workload.metrics import compute_metrics, west_sites
 
     snap = steps.controller_snapshot(emu)
     dec = snap.get("decisions", {})
@@ -302,7 +302,8 @@ def collect(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace)
     window = getattr(args, "duration", None) or max((r.t for r in requests), default=0.0)
     counters = (snap.get("counters") or {}).get("controller", {})
     m = compute_metrics(exp.result["jobs"] or [], emu.plan, window,
-                        reroutes=counters.get("flows_repathed"))
+                        reroutes=counters.get("flows_repathed"),
+                        west=west_sites(emu.network))
     exp.result["metrics"] = m
     return m
 

@@ -76,13 +76,14 @@ def check_report_dir(path: Path) -> Path:
 
 
 def topology_section(net: Any) -> dict:
-    """The topology as reports draw it: sites with coordinates and compute, links with
-    their one-way delays both ways."""
+    """The topology as reports draw it: sites with coordinates, region, hub, zone and
+    compute, links with their one-way delays both ways."""
     sites = []
     for s in net.sites:
         c = s.compute
         sites.append({"id": s.id, "name": s.name, "kind": s.kind, "lat": s.lat, "lon": s.lon,
                       "region": s.region, "hub": s.hub or (s.id if s.kind == "hub" else None),
+                      "zone": s.zone,
                       "units": dict(c.units) if c else {},
                       "price": c.energy_price if c else None,
                       "green": c.green_share if c else None, "pue": c.pue if c else None})

@@ -89,7 +89,7 @@ def wait_drained(emu, timeout: float) -> int:
 
 
 def one_policy(exp: Experiment, emu, requests: list, args, policy: str) -> dict:
-    from experiments.workload.metrics import compute_metrics
+    from experiments.workload.metrics import compute_metrics, west_sites
 
     label = "workload-" + re.sub(r"[^A-Za-z0-9_.-]", "_", policy)
     emu.stop_gateways()
@@ -103,7 +103,8 @@ def one_policy(exp: Experiment, emu, requests: list, args, policy: str) -> dict:
     jobs = cli.run_requests(exp, emu, requests, args, label=label)
     decisions = emu.api("decisions?limit=1000").get("decisions", [])
     after = (emu.api("counters").get("controller") or {}).get("flows_repathed", 0)
-    m = compute_metrics(jobs, emu.plan, args.duration, reroutes=after - before)
+    m = compute_metrics(jobs, emu.plan, args.duration, reroutes=after - before,
+                        west=west_sites(emu.network))
     placements = Counter(j["gw"] for j in jobs if j.get("gw"))
     row = {"policy": policy, "metrics": m, "placements": dict(sorted(placements.items())),
            "explanations": explain(decisions[-len(requests):], policy),

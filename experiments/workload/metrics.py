@@ -34,20 +34,28 @@ Accounting: a started job holds ``units`` from t_start + (connect_ms + start_ms)
 ``duration_s`` (less if it was lost earlier: until t_start + total_ms / 1000). Utilization
 of a hub = those unit-seconds clipped to [0, window_s] / (hub's units x window_s). Energy
 cost is ILLUSTRATIVE: unit-hours x KW_PER_UNIT x price (CNY/kWh) x PUE, over the whole
-time held; west_share is the share of held unit-seconds in WESTERN_HUBS. A gateway outside
-any hub counts as its own hub (its site id).
+time held. A gateway outside any hub counts as its own hub (its site id).
+
+West share: the share of held unit-seconds on western gateways. "Western" comes from the
+topology's data, not from a list of hubs: a site's zone is its own ``zone``, else the
+``zone`` of its hub site, and a gateway is western when the zone of its site is "west"
+(`west_sites`). The sites' ``region`` cannot say it: regions are geography (they make the
+5 ms circle), and in the EDWC dataset the western hub nmg shares region "north" with bth,
+while the eastern (demand) hub cy shares "southwest" with the western gz. The EDWC data
+marks its eight hubs zone east (bth, yrd, gba, cy) or west (nmg, gz, gs, nx). A topology
+where no site has a zone (e.g. a Topology Zoo import) defines no west: west_share is None.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from common.stats import percentile
 
-WESTERN_HUBS = ("nmg", "gz", "gs", "nx")  # the four western national hubs of EDWC
+WEST_ZONE = "west"  # the site zone whose gateways count as western (west_share)
 KW_PER_UNIT = 1.0  # illustrative power draw of one compute unit (accelerator + host share)
 OUTCOMES = ("served", "running", "refused", "busy", "failed", "interrupted", "not-sent")
 RUNNING_AT_END = "running-at-end"  # the runner's error for jobs cut off by the window's end
@@ -63,6 +71,23 @@ def energy_cost_cny(units: float, seconds: float, price: float | None,
 def hub_key(gateway) -> str:
     """The hub a plan gateway counts towards: its hub, or its site if it has none."""
     return gateway.hub or gateway.site
+
+
+def zone_of(site, by_id: dict) -> str | None:
+    """A site's zone: its own, else its hub site's (None when neither has one)."""
+    if site.zone:
+        return site.zone
+    hub = by_id.get(site.hub) if site.hub else None
+    return hub.zone if hub is not None else None
+
+
+def west_sites(network) -> frozenset[str] | None:
+    """The ids of the sites of a topology.model.Network whose zone is WEST_ZONE (see the
+    module docstring); None when no site has a zone: the topology defines no west."""
+    by_id = {s.id: s for s in network.sites}
+    if not any(s.zone for s in network.sites):
+        return None
+    return frozenset(s.id for s in network.sites if zone_of(s, by_id) == WEST_ZONE)
 
 
 def outcome(result: dict | None) -> str:
@@ -145,10 +170,12 @@ def _summary(values: Sequence[float], ps: Sequence[int], mean: bool) -> dict:
 
 
 def compute_metrics(jobs: Sequence[dict], plan, window_s: float,
-                    reroutes: int | None = None) -> dict:
+                    reroutes: int | None = None, *, west: Collection[str] | None) -> dict:
     """The report's "metrics" dict from job_records(...) over a run of window_s seconds.
 
-    ``reroutes`` comes from the controller (flows moved to a new path), None if unknown."""
+    ``reroutes`` comes from the controller (flows moved to a new path), None if unknown.
+    ``west``: the site ids that count as western (`west_sites` of the topology); None: the
+    topology defines no west, and west_share and west_hubs are None."""
     if not window_s > 0 or not math.isfinite(window_s):
         raise ValueError(f"window_s = {window_s!r}: give the run length in seconds, > 0")
     gws = {g.id: g for g in plan.gateways}
@@ -185,7 +212,7 @@ def compute_metrics(jobs: Sequence[dict], plan, window_s: float,
         if g is None:
             continue
         per_hub[hub_key(g)]["unit_s"] += j["units"] * max(0.0, min(b, window_s) - max(a, 0.0))
-        if g.hub in WESTERN_HUBS:
+        if west is not None and g.site in west:
             held_west += held
         cost += energy_cost_cny(j["units"], b - a, g.price, g.pue)
         green += held * (g.green or 0.0)
@@ -213,7 +240,10 @@ def compute_metrics(jobs: Sequence[dict], plan, window_s: float,
         "energy_cost_cny": cost, "unit_hours": unit_h,
         "cost_per_unit_hour_cny": cost / unit_h if unit_h > 0 else None,
         "renewable_share": green / held_total if held_total > 0 else None,
-        "west_share": held_west / held_total if held_total > 0 else None,
+        "west_share": held_west / held_total if held_total > 0 and west is not None
+        else None,
+        "west_hubs": None if west is None else sorted(
+            {hub_key(g) for g in plan.gateways if g.site in west}),
         "reroutes": reroutes, "window_s": window_s,
     }
 
