@@ -1,16 +1,20 @@
 """The typed run result (experiments/framework/result.py, record.py, scenario.py): a recorded
 report.json round-trips key for key, sections are typed, values of the wrong type are named
-and never used. Pure, no root."""
+and never used, and the runner glue (cli.run_requests) stores and finalizes every workload
+run. Pure, no root."""
 
 from __future__ import annotations
 
 import copy
 import json
 import math
+import sys
 from pathlib import Path
+from types import SimpleNamespace as NS
 
 import pytest
 
+from experiments.framework import cli
 from experiments.framework.record import ResultFormatError
 from experiments.framework.result import (
     FORMAT,
@@ -18,13 +22,18 @@ from experiments.framework.result import (
     Metrics,
     RunResult,
     SiteInfo,
+    Topology,
 )
+from experiments.framework.runner import Experiment
 from experiments.framework.scenario import (
     CapacityShift,
     Cut,
     FiberCut,
     PolicyComparison,
+    PolicyRun,
 )
+from experiments.workload.metrics import job_records
+from tests.test_experiment_metrics import NET, PLAN, REQS, RESULTS
 from tests.test_report import capacity_variant, policy_variant
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report_result.json"
@@ -151,3 +160,90 @@ def test_not_finite_numbers_read_as_not_measured_and_integers_stay_integers():
 def test_coerce_takes_a_result_or_a_dict():
     r = RunResult.from_dict(load())
     assert RunResult.coerce(r) is r and RunResult.coerce(load()) == r
+
+
+# --- written by the phases ------------------------------------------------------------------
+
+def test_a_result_built_by_the_phases_writes_every_section():
+    r = RunResult(kind="backbone", title="t", status="complete")
+    r.topology = Topology(name="n", sites=[SiteInfo(id="a", kind="hub", zone="west")])
+    r.jobs = job_records(REQS, RESULTS, PLAN)
+    d = r.to_dict()
+    for key in ("format", "kind", "status", "error", "phases", "config", "run", "topology",
+                "envelope", "workload", "jobs", "decisions", "metrics", "scenario", "notes",
+                "errors"):
+        assert key in d, key
+    assert "controller" not in d and "scenario_backup_coverage" not in d  # only when set
+    assert d["topology"]["sites"][0]["zone"] == "west" and d["jobs"][7]["error"] == "not-sent"
+    back = RunResult.from_dict(json.loads(json.dumps(d)))
+    assert back.problems == [] and back.to_dict() == d
+
+
+def test_job_records_name_a_bad_result_line():
+    bad = copy.deepcopy(RESULTS)
+    bad[0]["connect_ms"] = "fast"
+    with pytest.raises(ResultFormatError, match=r"jobs\[0\].connect_ms"):
+        job_records(REQS, bad, PLAN)
+    found: list[str] = []
+    jobs = job_records(REQS, bad, PLAN, found)
+    assert jobs[0].connect_ms is None and found == [
+        "jobs[0].connect_ms: expected a number, got string"]
+
+
+# --- cli.run_requests: every workload run is stored and finalized ---------------------------
+
+class FakeEmu:
+    plan, network = PLAN, NET
+
+    def api(self, resource, *a, **kw):
+        raise OSError("controller gone")  # an interrupted run: the state API is down
+
+
+@pytest.fixture
+def exp(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["test"])
+    return Experiment("backbone", "t", {"seed": 1}, tmp_path / "r")
+
+
+def fake_drive(rows_then=None):
+    def drive(exp, emu, requests, label, on_tick, start_at, rows, stop_after_s):
+        rows += RESULTS
+        if rows_then is not None:
+            raise rows_then
+    return drive
+
+
+def test_run_requests_stores_jobs_and_finalizes_an_interrupted_run(exp, monkeypatch):
+    from experiments.framework import steps
+    monkeypatch.setattr(steps, "drive_workload", fake_drive(KeyboardInterrupt()))
+    args = NS(duration=10.0)
+    with pytest.raises(KeyboardInterrupt):
+        cli.run_requests(exp, FakeEmu(), REQS, args)
+    assert len(exp.result.jobs) == len(REQS) and exp.result.metrics is None
+    assert len(exp.finalizers) == 1
+    exp.finalizers.pop()()
+    m = exp.result.metrics
+    assert m is not None and m.requests == 9 and m.reroutes is None  # counters unknown
+    assert m.west_hubs == ["nx"]  # the west of the sites behind the plan
+    assert exp.result.controller.counters == {"error": "controller gone"}
+
+
+def test_every_workload_run_gets_its_own_finalizer(exp, monkeypatch):
+    """policy_compare runs several workloads, each into its own round."""
+    from experiments.framework import steps
+    monkeypatch.setattr(steps, "drive_workload", fake_drive())
+    args = NS(duration=10.0)
+    rounds = [PolicyRun(policy="nearest"), PolicyRun(policy="greenest")]
+    done: list[str] = []
+    for row in rounds:
+        cli.run_requests(exp, FakeEmu(), REQS, args, label=f"workload-{row.policy}",
+                         into=row, finalize=lambda row=row: done.append(row.policy))
+    assert [len(r.jobs) for r in rounds] == [10, 10] and exp.result.jobs is None
+    while exp.finalizers:
+        exp.finalizers.pop(0)()
+    assert done == ["nearest", "greenest"]
+    # the default finalizer does nothing once collect stored the metrics
+    cli.run_requests(exp, FakeEmu(), REQS, args)
+    exp.result.metrics = Metrics(requests=1)
+    exp.finalizers.pop()()
+    assert exp.result.metrics.requests == 1

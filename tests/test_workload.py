@@ -201,13 +201,13 @@ def test_describe():
     cfg = WorkloadConfig(duration_s=100, rate_per_s=3.0, defer_batch=True, diurnal=True)
     reqs = generate(cfg, SERVICES, NET)
     d = describe(resolve(cfg, SERVICES, NET), reqs)
-    assert d["requests"] == len(reqs)
-    assert d["offered_rate_per_s"] == pytest.approx(len(reqs) / 100)
-    assert sum(d["per_service"].values()) == len(reqs)
-    assert d["config"]["seed"] == 1 and d["config"]["rate_per_s"] == 3.0
-    assert d["config"]["mix"]["infer-rt"] == [0.45, 1.0]
-    assert d["deferred"] == sum(1 for r in reqs if r.t > r.arrival_t)
-    assert describe(None, [], source="x.csv")["offered_rate_per_s"] is None
+    assert d.requests == len(reqs)
+    assert d.offered_rate_per_s == pytest.approx(len(reqs) / 100)
+    assert sum(d.per_service.values()) == len(reqs)
+    assert d.config["seed"] == 1 and d.config["rate_per_s"] == 3.0
+    assert d.config["mix"]["infer-rt"] == [0.45, 1.0]
+    assert d.deferred == sum(1 for r in reqs if r.t > r.arrival_t)
+    assert describe(None, [], source="x.csv").offered_rate_per_s is None
 
 
 # -- replay -------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from experiments.framework.result import Workload
+
 # service -> (share of requests, mean duration s); compressed for minutes-long emulated runs
 DEFAULT_MIX: dict[str, tuple[float, float]] = {
     "infer-rt": (0.45, 1.0), "infer": (0.30, 2.0), "render": (0.15, 4.0),
@@ -329,8 +331,9 @@ def _deferred(t: float, cfg: WorkloadConfig, day_s: float, rng: random.Random) -
 
 
 def describe(cfg: WorkloadConfig | None, requests: Sequence[Request],
-             source: str | None = None) -> dict:
-    """The report's "workload" dict: generator parameters, counts and the offered rate."""
+             source: str | None = None) -> Workload:
+    """The run result's Workload: generator parameters (``cfg``, resolved; None for a
+    replay, named by ``source``), counts and the offered rate."""
     if cfg is not None:
         conf: dict[str, Any] = asdict(cfg)
         conf["mix"] = {k: list(v) for k, v in cfg.mix.items()}
@@ -348,14 +351,14 @@ def describe(cfg: WorkloadConfig | None, requests: Sequence[Request],
         per_service[r.service] = per_service.get(r.service, 0) + 1
         per_metro[r.metro] = per_metro.get(r.metro, 0) + 1
     deferred = [r.t - r.arrival_t for r in requests if r.t > r.arrival_t]
-    return {"config": conf, "requests": len(requests),
-            "offered_rate_per_s": len(requests) / span if span > 0 else None,
-            "per_service": dict(sorted(per_service.items())),
-            "per_metro": dict(sorted(per_metro.items())),
-            "offered_unit_s": round(sum(r.units * r.duration_s for r in requests), 3),
-            "deferred": len(deferred),
-            "deferred_mean_s": sum(deferred) / len(deferred) if deferred else None,
-            "last_t": max((r.t for r in requests), default=None)}
+    return Workload(config=conf, requests=len(requests),
+                    offered_rate_per_s=len(requests) / span if span > 0 else None,
+                    per_service=dict(sorted(per_service.items())),
+                    per_metro=dict(sorted(per_metro.items())),
+                    offered_unit_s=round(sum(r.units * r.duration_s for r in requests), 3),
+                    deferred=len(deferred),
+                    deferred_mean_s=sum(deferred) / len(deferred) if deferred else None,
+                    last_t=max((r.t for r in requests), default=None))
 
 
 def scale_compute(network, factor: float):
