@@ -424,7 +424,7 @@ class Emulation:
         from mininet.net import Mininet
         from mininet.node import Host
 
-        import emulation.mncompat  # noqa: F401  (before any mininet import)
+        from emulation import mncompat  # noqa: F401  (before any mininet import)
         from emulation.mnlinks import DelayLineLink, PortTypeOVSSwitch
 
         plan, rec, choice = self.plan, self._record, self.choice
