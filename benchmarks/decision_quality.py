@@ -34,7 +34,9 @@ Metrics per policy:
 - energy cost, ILLUSTRATIVE: sum over jobs of units x hours x KW_PER_UNIT x price x PUE, in
   CNY at 1 kW per compute unit (prices and PUE are the dataset's illustrative numbers);
   also per unit-hour served and the renewable share (green-weighted unit-hours);
-- share of unit-hours placed in the western hubs (Inner Mongolia, Guizhou, Gansu, Ningxia).
+- share of unit-hours placed on western gateways: sites whose zone (their own, else their
+  hub's) is "west" in the topology data (experiments.workload.metrics.west_sites; EDWC: the
+  Inner Mongolia, Guizhou, Gansu and Ningxia hubs); none when the topology has no zones.
 
     python benchmarks/decision_quality.py [--load 0.6] [--duration 900] [--seed 1]
     sudo python benchmarks/decision_quality.py --crosscheck   # + a short emulated check
@@ -58,7 +60,7 @@ import steer_common as sc
 from common.stats import percentile
 from controller.policy import dampen, load_policy
 from experiments.workload.generator import ANALYTIC_MIX
-from experiments.workload.metrics import KW_PER_UNIT, WESTERN_HUBS
+from experiments.workload.metrics import KW_PER_UNIT, west_sites
 from gateway.pool import BUSY, STARTED, Job, Pool, significant_change
 
 POLICIES = ("nearest", "least-loaded", "greenest", "weighted", "random", "round-robin")
@@ -138,7 +140,9 @@ class SimGateway:
         return False
 
 
-def simulate(plan, policy_name: str, reqs: list[Req], args) -> dict:
+def simulate(plan, policy_name: str, reqs: list[Req], args,
+             west: frozenset[str] | None = None) -> dict:
+    """``west``: the site ids of western gateways (west_sites), None: no west defined."""
     params = {"seed": args.seed} if policy_name == "random" else {}
     policy = dampen(load_policy(policy_name, **params))
     pc = sc.PureController(plan, policy, idle_timeout=args.idle_timeout)
@@ -229,7 +233,7 @@ def simulate(plan, policy_name: str, reqs: list[Req], args) -> dict:
         elif kind == "flow_end":
             r, sport, dport = data
             pc.flow_removed(pc.host[r.client].ip, svc[r.service].address, sport, dport, now)
-    return metrics(plan, policy_name, reqs, jobs, refused, reasons, decide_cpu, args)
+    return metrics(plan, policy_name, reqs, jobs, refused, reasons, decide_cpu, args, west)
 
 
 def _key(pc, r: Req, s, sport: int, dport: int):
@@ -238,7 +242,8 @@ def _key(pc, r: Req, s, sport: int, dport: int):
 
 
 def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused: dict,
-            reasons: dict, decide_cpu: float, args) -> dict:
+            reasons: dict, decide_cpu: float, args,
+            west: frozenset[str] | None = None) -> dict:
     svc = {s.name: s for s in plan.services}
     gw = {g.id: g for g in plan.gateways}
     t0 = args.warmup
@@ -258,7 +263,7 @@ def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused
         unit_h += uh
         cost += uh * KW_PER_UNIT * (g.price or 0.0) * (g.pue or 1.0)
         green_uh += uh * (g.green or 0.0)
-        if g.hub in WESTERN_HUBS:
+        if west is not None and g.site in west:
             west_uh += uh
     hubs = sorted({g.hub for g in plan.gateways if g.hub})
     util = {h: sum(busy_us[g.id] for g in plan.gateways if g.hub == h)
@@ -280,9 +285,9 @@ def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused
             "latency_p95_ms": percentile([lat[j.req.idx] for j in sv], 95) if sv
             else None,
             "west_share": (sum(j.units * j.req.duration for j in sv
-                               if gw[j.gateway].hub in WESTERN_HUBS)
-                           / max(1e-9, sum(j.units * j.req.duration for j in sv))) if sv
-            else None}
+                               if gw[j.gateway].site in west)
+                           / max(1e-9, sum(j.units * j.req.duration for j in sv)))
+            if sv and west is not None else None}
     ok = len(served) - len(viol)
     return {
         "policy": policy, "requests": n, "placed": len(jobs),
@@ -300,7 +305,7 @@ def metrics(plan, policy: str, reqs: list[Req], jobs: dict[int, JobRec], refused
         "energy_cost_cny": cost, "unit_hours": unit_h,
         "cost_per_unit_hour_cny": cost / unit_h if unit_h else None,
         "renewable_share": green_uh / unit_h if unit_h else None,
-        "west_share": west_uh / unit_h if unit_h else None,
+        "west_share": west_uh / unit_h if unit_h and west is not None else None,
         "per_gateway_placed": {g: sum(1 for j in jobs.values() if j.gateway == g)
                                for g in sorted(gw)},
         "per_service": per_service, "refusal_reasons": reasons,
@@ -377,6 +382,7 @@ def main() -> None:
     net = load_topology(args.topology)
     plan = make_plan(net, "bdq1")
     metros = [s.id for s in net.sites if s.kind == "metro"]
+    west = west_sites(net)
     if not metros or not plan.gateways:
         raise SystemExit("the topology needs metro sites and gateways (compute sites)")
     reqs, rate = make_workload(plan, metros, args.load, args.duration, args.seed)
@@ -386,7 +392,7 @@ def main() -> None:
     results = []
     for name in [p.strip() for p in args.policies.split(",") if p.strip()]:
         t = time.perf_counter()
-        r = simulate(plan, name, reqs, args)
+        r = simulate(plan, name, reqs, args, west)
         r["sim_wall_s"] = time.perf_counter() - t
         results.append(r)
         print(f"  {name:<13} placed {r['placed']:>5}  refused {r['refused']:>5}  busy "
@@ -401,7 +407,9 @@ def main() -> None:
             "duration_s": args.duration, "warmup_s": args.warmup, "rate_per_s": rate,
             "requests": len(reqs), "metros": metros, "mix": MIX,
             "adv_interval_s": args.adv_interval, "idle_timeout_s": args.idle_timeout,
-            "kw_per_unit": KW_PER_UNIT, "western_hubs": list(WESTERN_HUBS),
+            "kw_per_unit": KW_PER_UNIT,
+            "western_hubs": None if west is None else sorted(
+                {g.hub or g.site for g in plan.gateways if g.site in west}),
             "energy_unit": "CNY, illustrative (units x hours x kW/unit x price x PUE)"}
     md = markdown(results, meta)
     print("\n" + md)

@@ -159,6 +159,27 @@ def test_regions_are_a_small_consistent_set(net):
             assert s.region == net.site(s.hub).region, s.id
 
 
+def test_zones_say_which_hubs_are_western(net):
+    # the region rule cannot: nmg shares region "north" with bth, cy shares "southwest" with gz
+    assert net.site("nmg").region == net.site("bth").region
+    assert net.site("cy").region == net.site("gz").region
+    assert {s.id: s.zone for s in net.sites if s.kind == "hub"} == {
+        **dict.fromkeys(WEST_HUBS, "west"), **dict.fromkeys(EAST_HUBS | {"cy"}, "east")}
+    assert all(s.zone is None for s in net.sites if s.kind != "hub")  # members inherit
+
+
+def test_west_share_counts_the_four_western_hubs(net):
+    from experiments.workload.metrics import west_sites
+    from topology.plan import make_plan
+
+    west = west_sites(net)
+    assert west == {s.id for s in net.sites if s.id in WEST_HUBS or s.hub in WEST_HUBS}
+    gateways = make_plan(net, "zone").gateways
+    assert {g.site for g in gateways if g.site in west} == {
+        c for c, h in CLUSTERS.items() if h in WEST_HUBS}
+    assert {g.hub for g in gateways if g.site in west} == WEST_HUBS
+
+
 def test_graph_has_loops(net):
     g = nx.Graph()
     g.add_edges_from((ln.a, ln.b) for ln in net.links)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from experiments.framework.result import Job
 from experiments.framework.runner import ExperimentError, check_report_dir
 from experiments.studies import backbone as run_backbone
 from experiments.studies import capacity_shift, fiber_cut, policy_compare
@@ -60,8 +61,8 @@ def test_fiber_cut_arguments():
 
 
 def job(t, hub, ok=True, done=True, dur=5.0, queued=0.0, connect=5.0):
-    return {"t": t, "t_start": t, "hub": hub, "ok": ok, "done": done, "duration_s": dur,
-            "queued_ms": queued, "connect_ms": connect}
+    return Job(t=t, t_start=t, hub=hub, ok=ok, done=done, duration_s=dur, queued_ms=queued,
+               connect_ms=connect)
 
 
 def test_capacity_shift_analysis():
@@ -69,14 +70,14 @@ def test_capacity_shift_analysis():
             job(10.5, "nmg", queued=300.0), job(11.0, "nmg"), job(12.0, "gz"),
             job(13.0, "nmg", ok=False, done=False)]
     sc = capacity_shift.analyse(jobs, "nmg", 10.0)
-    assert sc["placements_before"] == {"gz": 1, "nmg": 2}
-    assert sc["placements_after"] == {"gz": 1, "nmg": 3}
-    assert sc["late_placements"] == 3 and sc["misplaced"] == 2
-    assert sc["reaction_ms"] == pytest.approx(3000.0)  # the failed one at t = 13
-    assert sc["existing_flows"] == 0  # both jobs on nmg ended before t = 10 (5 s long)
+    assert sc.placements_before == {"gz": 1, "nmg": 2}
+    assert sc.placements_after == {"gz": 1, "nmg": 3}
+    assert sc.late_placements == 3 and sc.misplaced == 2
+    assert sc.reaction_ms == pytest.approx(3000.0)  # the failed one at t = 13
+    assert sc.existing_flows == 0  # both jobs on nmg ended before t = 10 (5 s long)
     sc = capacity_shift.analyse([job(8.0, "nmg", dur=5), job(9.0, "nmg", dur=5, done=False)],
                                 "nmg", 10.0)
-    assert (sc["existing_flows"], sc["existing_survived"], sc["reaction_ms"]) == (2, 1, 0.0)
+    assert (sc.existing_flows, sc.existing_survived, sc.reaction_ms) == (2, 1, 0.0)
 
 
 def test_capacity_shift_hub_choice():

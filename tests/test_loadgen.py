@@ -1,4 +1,4 @@
-"""The load generator (experiments/loadgen.py) as a real process on loopback against a real
+"""The load generator (experiments/workload/loadgen.py) as a real process on loopback against a real
 gateway agent (python -m gateway): schedule timing, result lines, the concurrency bound,
 SIGTERM mid-run, bad schedules, and reading a truncated result file. No root needed."""
 

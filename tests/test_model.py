@@ -87,6 +87,7 @@ def test_shortest_path_uses_delay_not_hops():
      "exceeds the link's delay"),
     ([site("a"), site("b")], [{"a": "a", "b": "b", "colour": "red"}], "unknown key(s)"),
     ([site("a", hub="b"), site("b")], [{"a": "a", "b": "b"}], "has kind 'metro', not 'hub'"),
+    ([site("a", zone=1), site("b")], [{"a": "a", "b": "b"}], "'zone' must be a string"),
     ([site("a"), site("b"), site("c")], [{"a": "a", "b": "b"}], "disconnected"),
 ])
 def test_validation_errors_name_the_item(sites, links, needle):
@@ -193,3 +194,14 @@ def test_round_trip_uses_each_direction():
     n = load_topology(FIX / "tiny.yaml")
     assert round_trip_ms(n, "east", "west") == pytest.approx(
         shortest_path(n, "east", "west").delay_ms + shortest_path(n, "west", "east").delay_ms)
+
+
+def test_zone_is_optional_and_kept():
+    n = net_of([site("a", zone="west"), site("b")], [{"a": "a", "b": "b"}])
+    assert [s.zone for s in n.sites] == ["west", None]
+
+
+def test_zoo_import_defines_no_west():
+    from experiments.workload.metrics import west_sites
+    net = load_topology(FIX / "zoo_small.graphml", missing_coords="drop")
+    assert all(s.zone is None for s in net.sites) and west_sites(net) is None

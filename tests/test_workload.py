@@ -1,5 +1,6 @@
-"""Workload generation (experiments/workload.py): determinism, rates, mix, diurnal profile,
-deferral of batch work, replay files and their errors, compute scaling. No root needed.
+"""Workload generation and replay files (experiments/workload/generator.py, replay.py):
+determinism, rates, mix, diurnal profile, deferral of batch work, replay files and their
+errors, compute scaling. No root needed.
 
 Tolerances are stated per test; each is at least 4 standard deviations of the sampling
 error at the sample sizes used, so a correct generator fails them with odds < 1e-4."""
@@ -24,15 +25,14 @@ from experiments.workload.generator import (
     generate,
     hour_of,
     in_window,
-    load_replay,
     mean_duration,
     profile_mean,
     rate_for_load,
     resolve,
-    save_replay,
     scale_compute,
     unit_s_per_request,
 )
+from experiments.workload.replay import load_replay, save_replay
 from topology.loader import load_topology
 from topology.model import build_network
 from topology.plan import make_plan
@@ -201,13 +201,13 @@ def test_describe():
     cfg = WorkloadConfig(duration_s=100, rate_per_s=3.0, defer_batch=True, diurnal=True)
     reqs = generate(cfg, SERVICES, NET)
     d = describe(resolve(cfg, SERVICES, NET), reqs)
-    assert d["requests"] == len(reqs)
-    assert d["offered_rate_per_s"] == pytest.approx(len(reqs) / 100)
-    assert sum(d["per_service"].values()) == len(reqs)
-    assert d["config"]["seed"] == 1 and d["config"]["rate_per_s"] == 3.0
-    assert d["config"]["mix"]["infer-rt"] == [0.45, 1.0]
-    assert d["deferred"] == sum(1 for r in reqs if r.t > r.arrival_t)
-    assert describe(None, [], source="x.csv")["offered_rate_per_s"] is None
+    assert d.requests == len(reqs)
+    assert d.offered_rate_per_s == pytest.approx(len(reqs) / 100)
+    assert sum(d.per_service.values()) == len(reqs)
+    assert d.config["seed"] == 1 and d.config["rate_per_s"] == 3.0
+    assert d.config["mix"]["infer-rt"] == [0.45, 1.0]
+    assert d.deferred == sum(1 for r in reqs if r.t > r.arrival_t)
+    assert describe(None, [], source="x.csv").offered_rate_per_s is None
 
 
 # -- replay -------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ class Site:
     name_zh: str | None = None
     compute: Compute | None = None
     note: str | None = None
+    zone: str | None = None  # side of the national plan (EDWC: "east" or "west"); see docs
 
     @property
     def has_host(self) -> bool:
@@ -180,7 +181,7 @@ def make_site(raw: dict, src: str, index: int) -> Site:
             "starting with a letter, at most 24 characters", src, item)
     item = f"site '{sid}'"
     known = {"id", "name", "name_zh", "kind", "lat", "lon", "region", "hub", "operator",
-             "compute", "note", "source"}
+             "compute", "note", "source", "zone"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise TopologyError(f"unknown key(s) {unknown}; allowed: {sorted(known)}", src, item)
@@ -201,12 +202,12 @@ def make_site(raw: dict, src: str, index: int) -> Site:
     compute = None
     if raw.get("compute") is not None:
         compute = _make_compute(raw["compute"], src, item)
-    for key in ("name", "name_zh", "operator", "note", "hub"):
+    for key in ("name", "name_zh", "operator", "note", "hub", "zone"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise TopologyError(f"'{key}' must be a string", src, item)
     return Site(id=sid, name=raw.get("name") or sid, kind=kind, lat=lat, lon=lon, region=region,
                 hub=raw.get("hub"), operator=raw.get("operator"), name_zh=raw.get("name_zh"),
-                compute=compute, note=raw.get("note"))
+                compute=compute, note=raw.get("note"), zone=raw.get("zone"))
 
 
 def _make_compute(raw, src: str, item: str) -> Compute:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
+from experiments.framework.result import ControllerState, Decision, Job, Metrics
 from experiments.framework.runner import Experiment, ExperimentError
 
 END_GRACE_S = 5.0  # the measurement window ends this long after the workload's last arrival
@@ -184,7 +186,8 @@ def preflight(args: argparse.Namespace) -> None:
     if not any(s.compute and s.compute.units for s in net.sites):
         raise ExperimentError(f"topology {net.name} has no site with compute units: give "
                               "clusters a 'compute: {units: {...}}' entry")
-    from experiments.workload.generator import WorkloadError, load_replay, resolve
+    from experiments.workload.generator import WorkloadError, resolve
+    from experiments.workload.replay import load_replay
     try:
         if args.workload:
             load_replay(args.workload, net)
@@ -243,61 +246,84 @@ def workload_config(args: argparse.Namespace) -> Any:
 
 
 def make_requests(exp: Experiment, args: argparse.Namespace, net: Any, plan: Any) -> list:
-    """Generate (or replay) the requests; stores result["workload"]."""
-    from experiments.workload.generator import generator as wl
+    """Generate (or replay) the requests; stores result.workload."""
+    from experiments.workload import generator as wl
+    from experiments.workload import replay
 
     cfg = workload_config(args)
     if args.workload:
-        requests = wl.load_replay(args.workload, net)
-        exp.result["workload"] = wl.describe(None, requests, source=args.workload)
+        requests = replay.load_replay(args.workload, net)
+        exp.result.workload = wl.describe(None, requests, source=args.workload)
     else:
         cfg = wl.resolve(cfg, plan.services, net, plan.gateways)
         requests = wl.generate(cfg, plan.services, net, plan.gateways)
-        exp.result["workload"] = wl.describe(cfg, requests)
+        exp.result.workload = wl.describe(cfg, requests)
         if args.save_workload:
-            wl.save_replay(requests, args.save_workload)
+            replay.save_replay(requests, args.save_workload)
             exp.progress(f"workload written to {args.save_workload}")
     if not requests:
         raise ExperimentError("the workload has no requests: raise --duration or --rate")
-    exp.result["workload"]["capacity_scale"] = getattr(args, "capacity_scale_used", None)
+    exp.result.workload.capacity_scale = getattr(args, "capacity_scale_used", None)
     return requests
 
 
 def run_requests(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace,
                  label: str = "workload", on_tick: Any = None,
-                 start_at: float | None = None) -> list[dict]:
-    """Drive the workload; stores result["jobs"] (also when interrupted)."""
+                 start_at: float | None = None, *, into: Any = None,
+                 finalize: Callable[[], Any] | None = None) -> list[Job]:
+    """Drive one workload run; its jobs go to ``into`` (anything with ``jobs`` and
+    ``metrics``; default: the run result), also when the run is interrupted.
+
+    Every workload run registers its own finalizer (runner.Experiment.finalizers: each is
+    called once, before teardown, whatever happened, while the controller still answers):
+    ``finalize`` when given, else `finish`: the decisions and metrics of the run result's
+    jobs when the run ended before `collect` stored them. A finalizer must do nothing when
+    its figures were stored the normal way (policy_compare gives one per policy round)."""
     from experiments.framework import steps
     from experiments.workload.metrics import job_records
 
+    target = exp.result if into is None else into
+    exp.finalizers.append(finalize or (lambda: finish(exp, emu, requests, args)))
     rows: list[dict] = []
-    if label == "workload":  # an interrupted run still gets the metrics of what ran
-        exp.finalizers.append(lambda: exp.result["metrics"] is None and exp.result["jobs"]
-                              and collect(exp, emu, requests, args))
     try:
         steps.drive_workload(exp, emu, requests, label=label, on_tick=on_tick,
                              start_at=start_at, rows=rows,
                              stop_after_s=args.duration + END_GRACE_S)
     finally:
-        exp.result["jobs"] = job_records(requests, rows, emu.plan)
-    return exp.result["jobs"]
+        target.jobs = job_records(requests, rows, emu.plan, exp.result.problems)
+    return target.jobs
 
 
-def collect(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace) -> dict:
-    """Controller decisions and counters, and the metrics of the jobs."""
+def finish(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace) -> None:
+    """The default finalizer of a workload run: `collect`, unless the run has no jobs or
+    its metrics are already stored."""
+    if exp.result.metrics is None and exp.result.jobs:
+        collect(exp, emu, requests, args)
+
+
+def metrics_window_s(args: argparse.Namespace, requests: list) -> float:
+    """The measurement window the metrics are over: --duration, else the last arrival."""
+    return getattr(args, "duration", None) or max((r.t for r in requests), default=0.0)
+
+
+def collect(exp: Experiment, emu: Any, requests: list, args: argparse.Namespace) -> Metrics:
+    """The controller's decisions, counters and gateways, and the metrics of the run
+    result's jobs; stores result.decisions, result.controller and result.metrics."""
     from experiments.framework import steps
-    from experiments.workload.metrics import compute_metrics
+    from experiments.workload.metrics import compute_metrics, west_sites
 
+    r = exp.result
     snap = steps.controller_snapshot(emu)
-    dec = snap.get("decisions", {})
-    exp.result["decisions"] = dec.get("decisions") if isinstance(dec, dict) else None
-    exp.result["controller"] = {k: snap.get(k) for k in ("counters", "gateways")}
-    window = getattr(args, "duration", None) or max((r.t for r in requests), default=0.0)
-    counters = (snap.get("counters") or {}).get("controller", {})
-    m = compute_metrics(exp.result["jobs"] or [], emu.plan, window,
-                        reroutes=counters.get("flows_repathed"))
-    exp.result["metrics"] = m
-    return m
+    dec = snap.get("decisions")
+    r.decisions = Decision.list_from(dec.get("decisions") if isinstance(dec, dict) else None,
+                                     r.problems, "decisions")
+    r.controller = ControllerState.from_dict(
+        {k: snap.get(k) for k in ("counters", "gateways")}, r.problems, "controller")
+    counters = (r.controller.counters or {}).get("controller") or {}
+    r.metrics = compute_metrics(r.jobs or [], emu.plan, metrics_window_s(args, requests),
+                                reroutes=counters.get("flows_repathed"),
+                                west=west_sites(emu.network))
+    return r.metrics
 
 
 def main(kind: str, title: str, parse_args: Any, body: Any, argv: Any = None) -> int:

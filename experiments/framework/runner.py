@@ -1,10 +1,11 @@
 """The experiment runner every script under experiments/ shares: phases, progress, the
 emulation, envelope verification, driving a workload, and the report.
 
-An `Experiment` owns one run-result dict (format "edwc-report/1", see docs/reports.md) and
-fills it phase by phase. Whatever happens (Ctrl-C, SIGTERM, an error), `Experiment.run`
-tears down what was built and still writes the report of what was measured, marked
-"interrupted" or "failed", naming the phase.
+An `Experiment` owns one run result (experiments.framework.result.RunResult, format
+"edwc-report/1", see docs/reports.md) and its phases fill its typed sections. Whatever
+happens (Ctrl-C, SIGTERM, an error), `Experiment.run` tears down what was built, runs the
+finalizers, and still writes the report of what was measured, marked "interrupted" or
+"failed", naming the phase.
 
     exp = Experiment("backbone", "EDWC backbone", config, report_dir)
     def body(exp):
@@ -29,9 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from common.procs import PROJECT_ROOT as REPO_ROOT
+from experiments.framework.result import (
+    Config,
+    LinkInfo,
+    Phase,
+    RunDescription,
+    RunResult,
+    SiteInfo,
+    Topology,
+)
 
 REPORTS_DIR = REPO_ROOT / "reports"
-FORMAT = "edwc-report/1"
 
 
 class ExperimentError(RuntimeError):
@@ -76,21 +85,21 @@ def check_report_dir(path: Path) -> Path:
     return path
 
 
-def topology_section(net: Any) -> dict:
-    """The topology as reports draw it: sites with coordinates and compute, links with
-    their one-way delays both ways."""
+def topology_section(net: Any) -> Topology:
+    """The topology as reports draw it: sites with coordinates, region, hub, zone and
+    compute, links with their one-way delays both ways."""
     sites = []
     for s in net.sites:
         c = s.compute
-        sites.append({"id": s.id, "name": s.name, "kind": s.kind, "lat": s.lat, "lon": s.lon,
-                      "region": s.region, "hub": s.hub or (s.id if s.kind == "hub" else None),
-                      "units": dict(c.units) if c else {},
-                      "price": c.energy_price if c else None,
-                      "green": c.green_share if c else None, "pue": c.pue if c else None})
-    links = [{"a": ln.a, "b": ln.b, "delay_ms_ab": ln.delay_ms, "delay_ms_ba":
-              ln.delay_ms_reverse, "length_km": ln.fiber_km or ln.distance_km,
-              "bandwidth_mbps": ln.bandwidth_mbps} for ln in net.links]
-    return {"name": net.name, "source": net.source, "sites": sites, "links": links}
+        sites.append(SiteInfo(
+            id=s.id, name=s.name, kind=s.kind, lat=s.lat, lon=s.lon, region=s.region,
+            hub=s.hub or (s.id if s.kind == "hub" else None), zone=s.zone,
+            units=dict(c.units) if c else {}, price=c.energy_price if c else None,
+            green=c.green_share if c else None, pue=c.pue if c else None))
+    links = [LinkInfo(a=ln.a, b=ln.b, delay_ms_ab=ln.delay_ms, delay_ms_ba=ln.delay_ms_reverse,
+                      length_km=ln.fiber_km or ln.distance_km, bandwidth_mbps=ln.bandwidth_mbps)
+             for ln in net.links]
+    return Topology(name=net.name, source=net.source, sites=sites, links=links)
 
 
 class Progress:
@@ -130,20 +139,18 @@ def _terminate(signum, frame):  # SIGTERM (a CI timeout, `kill`) stops like Ctrl
 
 
 class Experiment:
-    """One run: its result dict, its phases, its emulation, its report."""
+    """One run: its RunResult, its phases, its emulation, its report."""
 
     def __init__(self, kind: str, title: str, config: dict, report_dir: Path | None,
                  progress: Progress | None = None) -> None:
         self.progress = progress or Progress()
         self.report_dir = Path(report_dir) if report_dir else default_report_dir(kind)
         self.emu: Any = None
-        self.result: dict = {
-            "format": FORMAT, "kind": kind, "title": title, "status": "running",
-            "error": None, "started_at": _now_iso(), "finished_at": None, "wall_s": None,
-            "phases": [], "config": dict(config, argv=list(sys.argv),
-                                         testbed_commit=testbed_commit()),
-            "run": None, "topology": None, "envelope": None, "workload": None, "jobs": None,
-            "decisions": None, "metrics": None, "scenario": None, "notes": [], "errors": []}
+        self.result = RunResult(kind=kind, title=title, status="running",
+                                started_at=_now_iso())
+        self.result.config = Config.from_dict(
+            dict(config, argv=list(sys.argv), testbed_commit=testbed_commit()),
+            self.result.problems, "config")
         self.checks_failed: list[str] = []
         # Run before teardown whatever happened (e.g. compute the metrics of an interrupted
         # workload while the controller still answers); each one at most once.
@@ -152,46 +159,46 @@ class Experiment:
     # ---- phases ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        rec = {"name": name, "s": None, "status": "running"}
-        self.result["phases"].append(rec)
+        rec = Phase(name=name, status="running")
+        self.result.phases.append(rec)
         self.progress(f"{name} ...")
         t0 = time.monotonic()
         try:
             yield
         except KeyboardInterrupt:
-            rec["status"] = "interrupted"
+            rec.status = "interrupted"
             raise
         except BaseException:
-            rec["status"] = "failed"
+            rec.status = "failed"
             raise
         else:
-            rec["status"] = "ok"
+            rec.status = "ok"
         finally:
-            rec["s"] = round(time.monotonic() - t0, 3)
-            if rec["status"] == "ok":
-                self.progress(f"{name} done in {rec['s']:.1f} s")
+            rec.s = round(time.monotonic() - t0, 3)
+            if rec.status == "ok":
+                self.progress(f"{name} done in {rec.s:.1f} s")
 
     def note(self, text: str) -> None:
-        self.result["notes"].append(text)
+        self.result.notes.append(text)
         self.progress(f"note: {text}")
 
     def fail_check(self, text: str) -> None:
         """A measured check failed (exit status 1), the run goes on."""
         self.checks_failed.append(text)
-        self.result["errors"].append(text)
+        self.result.errors.append(text)
         self.progress(f"CHECK FAILED: {text}")
 
     # ---- the emulation --------------------------------------------------------------------
     def start_emulation(self, net: Any, **options: Any) -> Any:
         from emulation.network import Emulation
 
-        self.result["topology"] = topology_section(net)
+        self.result.topology = topology_section(net)
         self.emu = Emulation(net, log=self.progress, **options)
         try:
             self.emu.start()
         finally:
             if self.emu.plan is not None:
-                self.result["run"] = self.emu.describe()
+                self.result.run = self._describe(self.emu)
         st = self.emu.controller_status()
         self.progress(f"up: {len(self.emu.plan.switches)} switches, {len(self.emu.plan.hosts)}"
                       f" hosts, {len(self.emu.plan.links)} links, "
@@ -207,7 +214,10 @@ class Experiment:
             emu.stop()
         finally:
             if emu.plan is not None:
-                self.result["run"] = emu.describe()
+                self.result.run = self._describe(emu)
+
+    def _describe(self, emu: Any) -> RunDescription:
+        return RunDescription.from_dict(emu.describe(), self.result.problems, "run")
 
     # ---- running ----------------------------------------------------------------------------
     def run(self, body: Callable[[Experiment], None], cli: bool = False) -> int:
@@ -227,25 +237,25 @@ class Experiment:
                     import emulation.mncompat  # noqa: F401
                     self.progress("Mininet CLI: type 'exit' to tear down and write the report")
                     CLI(self.emu.net)
-                self.result["status"] = "complete"
+                self.result.status = "complete"
                 code = 1 if self.checks_failed else 0
             except KeyboardInterrupt:
-                self.result["status"] = "interrupted"
-                self.result["error"] = f"interrupted during {self._current_phase()}"
+                self.result.status = "interrupted"
+                self.result.error = f"interrupted during {self._current_phase()}"
                 self.progress(f"interrupted during {self._current_phase()}: tearing down, "
                               "writing what was measured")
                 code = 130
             except (ExperimentError, BuildError, EmulationError, TopologyError, ValueError,
                     OSError) as e:
-                self.result["status"] = "failed"
-                self.result["error"] = f"{type(e).__name__}: {e}"
+                self.result.status = "failed"
+                self.result.error = f"{type(e).__name__}: {e}"
                 print(f"error: {e}", file=sys.stderr)
                 code = 2
             except Exception as e:  # a bug: show it, but still tear down and report
                 import traceback
                 traceback.print_exc()
-                self.result["status"] = "failed"
-                self.result["error"] = f"internal error {type(e).__name__}: {e}"
+                self.result.status = "failed"
+                self.result.error = f"internal error {type(e).__name__}: {e}"
                 code = 2
             finally:
                 # A second Ctrl-C during teardown must not leave the run behind.
@@ -255,12 +265,12 @@ class Experiment:
                         try:
                             fn()
                         except Exception as e:
-                            self.result["errors"].append(f"finalizing: {e}")
+                            self.result.errors.append(f"finalizing: {e}")
                     try:
                         with self.phase("teardown"):
                             self.stop_emulation()
                     except Exception as e:  # keep going: the report must still be written
-                        self.result["errors"].append(f"teardown: {e}")
+                        self.result.errors.append(f"teardown: {e}")
         finally:
             signal.signal(signal.SIGTERM, old)
         with _sigint_deferred():
@@ -268,20 +278,23 @@ class Experiment:
         return code
 
     def _current_phase(self) -> str:
-        running = [p["name"] for p in self.result["phases"] if p["status"] != "ok"]
+        running = [p.name for p in self.result.phases if p.status != "ok"]
         return running[-1] if running else "start"
 
     def _write(self) -> None:
         from experiments.report.build import summary_lines, write_report
 
         r = self.result
-        r["finished_at"] = _now_iso()
-        r["wall_s"] = round(self.progress.elapsed(), 3)
+        r.finished_at = _now_iso()
+        r.wall_s = round(self.progress.elapsed(), 3)
+        # what a phase could not record in its typed section is said in the report
+        r.errors += [f"result: {p} (left out)" for p in r.problems]
+        r.problems = []
         try:
             paths = write_report(r, self.report_dir)
         except Exception as e:  # the report is the product: say where the JSON went
             fallback = Path(f"/tmp/edwc-report-{os.getpid()}.json")
-            fallback.write_text(json.dumps(r, indent=1, default=str))
+            fallback.write_text(json.dumps(r.to_dict(), indent=1, default=str))
             print(f"error: could not write the report to {self.report_dir}: {e}; the raw "
                   f"result is in {fallback}", file=sys.stderr)
             return
@@ -289,7 +302,7 @@ class Experiment:
         for line in summary_lines(r):
             print(line)
         print(f"\nreport: {self.report_dir}/report.md ({len(paths)} files, "
-              f"{r['wall_s']:.0f} s in all)")
+              f"{r.wall_s:.0f} s in all)")
 
 
 @contextlib.contextmanager

@@ -2,13 +2,15 @@
 
 - `verify_envelopes`: one-way delay both ways and RTT for the chosen host pairs
   (probes.owd, a few pairs at a time), judged against the latency circles (probes.envelope).
-- `drive_workload`: one load generator (experiments/loadgen.py) per metro host, in that
-  host's namespace, all starting at one agreed wall-clock instant; progress while it runs;
-  results read back before the emulation goes away. Ctrl-C stops the generators (they mark
-  unfinished jobs "interrupted") and still returns what was measured.
-- `controller_snapshot`: decisions, counters and gateways from the controller's state API.
+- `drive_workload`: one load generator (experiments/workload/loadgen.py) per metro host,
+  in that host's namespace, all starting at one agreed wall-clock instant; progress while
+  it runs; results read back before the emulation goes away. Ctrl-C stops the generators
+  (they mark unfinished jobs "interrupted") and the rows read so far stay in the caller's
+  ``rows`` list.
+- `controller_snapshot`: decisions, counters and gateways from the controller's state API,
+  as it answers them (plain JSON; experiments.framework.cli.collect types them).
 
-Each step stores what it measured in the experiment's result dict before it re-raises an
+verify_envelopes stores its section in the experiment's RunResult before it re-raises an
 interrupt, so the report has it.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from common import procs
+from experiments.framework.result import Envelope
 from experiments.framework.runner import Experiment, ExperimentError
 
 ENVELOPE_COUNT = 40  # probes per pair: 2x the 20 a verdict needs, so loss never starves one
@@ -30,8 +33,8 @@ ENVELOPE_PARALLEL = 4  # benchmarks/probe_cost.py: +0.09 ms at 4 pairs, +0.22 ms
 def verify_envelopes(exp: Experiment, emu: Any, net: Any, pairs_mode: str = "metro-cluster",
                      count: int = ENVELOPE_COUNT, interval_s: float = ENVELOPE_INTERVAL_S,
                      parallel: int = ENVELOPE_PARALLEL, tiers: str | None = None,
-                     pairs: list[tuple[str, str]] | None = None) -> dict:
-    """Measure and judge; stores result["envelope"] (probes.envelope_report.to_json)."""
+                     pairs: list[tuple[str, str]] | None = None) -> Envelope:
+    """Measure and judge; stores result.envelope (read from probes.envelope_report.to_json)."""
     from probes.envelope import evaluate, load_envelopes, select_pairs
     from probes.envelope_report import to_json
     from probes.owd import ProbeError, measure_owd
@@ -49,11 +52,12 @@ def verify_envelopes(exp: Experiment, emu: Any, net: Any, pairs_mode: str = "met
     meta = {"pairs_mode": mode, "count": count,
             "interval_s": interval_s, "parallel": parallel}
 
-    def store() -> dict:
+    def store() -> Envelope:
         meta["measurements"] = {f"{a}>{b}": r.to_dict() for (a, b), r in results.items()}
         report = evaluate(net, pairs, results, cfg, None, meta, errors=errors)
-        exp.result["envelope"] = to_json(report)
-        return exp.result["envelope"]
+        exp.result.envelope = Envelope.from_dict(to_json(report), exp.result.problems,
+                                                 "envelope")
+        return exp.result.envelope
 
     last = 0.0
     try:
@@ -70,15 +74,14 @@ def verify_envelopes(exp: Experiment, emu: Any, net: Any, pairs_mode: str = "met
                 last = now
     finally:
         env = store()
-    for t in env["tiers"]:
-        if t["status"] in ("empty",):
+    for t in env.tiers:
+        if t.status in ("empty",):
             continue
-        exp.progress(f"envelope {t['tier']['id']:<10} {t['status'].upper():<12} "
-                     f"{t['passed']}/{t['pairs']} pairs pass "
-                     f"({t['metric']} p{env['percentile']:g})")
-        if t["status"] == "fail":
-            exp.fail_check(f"latency envelope {t['tier']['id']}: {t['failed']} pair(s) over "
-                           f"{t['tier']['threshold_ms']} ms")
+        exp.progress(f"envelope {t.tier_id:<10} {str(t.status).upper():<12} "
+                     f"{t.passed}/{t.pairs} pairs pass ({t.metric} p{env.percentile:g})")
+        if t.status == "fail":
+            exp.fail_check(f"latency envelope {t.tier_id}: {t.failed} pair(s) over "
+                           f"{t.tier.threshold_ms if t.tier else '?'} ms")
     return env
 
 
@@ -116,8 +119,9 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
                    on_tick: Any = None, start_at: float | None = None,
                    rows: list[dict] | None = None, stop_after_s: float | None = None
                    ) -> list[dict]:
-    """Run ``requests`` (experiments.workload.Request) from their metros' hosts against the
-    service addresses; returns the loadgen result rows (see experiments/loadgen.py).
+    """Run ``requests`` (experiments.workload.generator.Request) from their metros' hosts
+    against the service addresses; returns the load generators' result rows (dicts, see
+    experiments/workload/loadgen.py).
     ``on_tick(t)`` is called about every 0.1 s with seconds since the workload start (the
     scenarios use it to cut links or fill hubs at a planned instant). ``start_at`` (Unix
     time) puts t = 0 at a given instant, e.g. a probe stream's start, so that both share
@@ -125,7 +129,8 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
     ``rows``: a list to fill with the results, so that a caller still has them when an
     interrupt propagates out of this function. ``stop_after_s``: end of the measurement
     window (s after t = 0); jobs still running then are stopped and recorded as running at
-    the end (experiments.workload.metrics RUNNING_AT_END) instead of stretching the run."""
+    the end (experiments.workload.metrics RUNNING_AT_END) instead of stretching the run.
+    Problems (generators that failed or overran) go to the result's errors."""
     from experiments.workload.loadgen import make_schedule, read_results
     from experiments.workload.metrics import RUNNING_AT_END
     plan = emu.plan
@@ -172,7 +177,7 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
             if on_tick is not None and now >= start_at:
                 on_tick(now - start_at)
             if now > deadline:
-                exp.result["errors"].append(f"{label}: load generators still running "
+                exp.result.errors.append(f"{label}: load generators still running "
                                             f"{deadline - start_at:.0f} s after the start")
                 break
             if time.monotonic() - last_print >= 2.0:
@@ -187,7 +192,7 @@ def drive_workload(exp: Experiment, emu: Any, requests: list, label: str = "work
         for metro, p in started.items():
             if p.returncode not in (0, None, -15):
                 err = (d / f"{metro}.stderr").read_text(errors="replace").strip()
-                exp.result["errors"].append(f"load generator at {metro} exited with "
+                exp.result.errors.append(f"load generator at {metro} exited with "
                                             f"{p.returncode}: {err[-300:]}")
         for path in outs.values():
             got = read_results(str(path))

@@ -1,16 +1,18 @@
 """Run reports: a directory with report.json (everything), report.md (for people) and PNG plots,
 plus the one-screen terminal summary printed at the end of a run.
 
-The input is the runner's result dict (format "edwc-report/1", docs in issue 5 / the
-experiments docs). A partial result (interrupted or failed run) is normal: every section
-renders what is there and says "not measured" for what is not; nothing here raises on
-missing or oddly typed keys.
+The input is the run result (experiments.framework.result.RunResult, format
+"edwc-report/1", docs/reports.md), or a result dict, which is read with
+RunResult.from_dict. A partial result (interrupted or failed run) is normal: every section
+renders what is there and says "not measured" for what is not.
 
     paths = write_report(result, "reports/run-1")   # {"json": ..., "markdown": ..., plots}
     print("\\n".join(summary_lines(result)))
 
-Writes are atomic per file (temporary name, then rename), and report.json is written last:
-a directory with a report.json holds a complete report.
+The result is serialised once (RunResult.to_dict, then NaN -> null), and report.md and
+the plots are rendered from what was serialised, read back: they show what report.json
+holds. Writes are atomic per file (temporary name, then rename), and report.json is
+written last: a directory with a report.json holds a complete report.
 """
 
 from __future__ import annotations
@@ -20,25 +22,24 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
+from experiments.framework.result import Metrics, ResponseTimes, RunResult
 from experiments.report import markdown as report_md
 from experiments.report.data import (
     FORMAT,
     MISSING,
     PLOT_FILES,
-    as_dict,
-    dicts,
-    envelope_tiers,
+    as_result,
+    capacity_shift,
+    fiber_cut,
     fmt,
     fmt_pct,
-    get,
-    num,
+    per_policy,
     placements_per_hub,
     policies,
     sanitize,
     site_counts,
-    tier_id,
+    text,
 )
 
 JSON_NAME = "report.json"
@@ -51,10 +52,11 @@ class ReportError(RuntimeError):
     """A report that cannot be written; the message names the directory and the fix."""
 
 
-def render_markdown(result: dict, plots: Mapping[str, str | None] | None = None) -> str:
+def render_markdown(result: RunResult | dict,
+                    plots: Mapping[str, str | None] | None = None) -> str:
     """report.md text. `plots`: plot name -> file name relative to the report (None: no data
     for it; a string starting with "failed:" says why it could not be drawn)."""
-    return report_md.render(result if isinstance(result, dict) else {}, plots)
+    return report_md.render(as_result(result), plots)
 
 
 def _ours(name: str) -> bool:
@@ -81,9 +83,9 @@ def write_report(result: dict, out_dir: str | Path, *, plots: bool = True,
     otherwise ReportError. A plot that fails is reported in report.md, not raised: the
     report of a long run is never lost to a drawing bug.
     """
-    if not isinstance(result, dict):
-        raise ReportError(f"the run result must be a dict (format {FORMAT}), got "
-                          f"{type(result).__name__}")
+    if not isinstance(result, (RunResult, dict)):
+        raise ReportError(f"the run result must be a RunResult or a dict (format {FORMAT}), "
+                          f"got {type(result).__name__}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} exists and is not a directory; give a new report directory")
@@ -99,11 +101,14 @@ def write_report(result: dict, out_dir: str | Path, *, plots: bool = True,
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportError(f"cannot create the report directory {out}: {e}") from None
-    clean = sanitize(result)
+    res = as_result(result)
+    doc = sanitize(res.to_dict())
     try:
-        text = json.dumps(clean, indent=1, default=str, allow_nan=False) + "\n"
+        data = json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
         raise ReportError(f"the run result cannot be written as JSON: {e}") from None
+    clean = RunResult.from_dict(json.loads(data))  # what report.json holds
+    clean.problems[:0] = res.problems  # and what it could not hold
     written: dict[str, Path] = {}
     plot_files: dict[str, str | None] = {}
     if plots:
@@ -124,7 +129,7 @@ def write_report(result: dict, out_dir: str | Path, *, plots: bool = True,
                 path.unlink()  # a stale plot from an earlier report in this directory
     md_path, json_path = out / MD_NAME, out / JSON_NAME
     _atomic_write(md_path, render_markdown(clean, plot_files if plots else None))
-    _atomic_write(json_path, text)
+    _atomic_write(json_path, data)
     return {"json": json_path, "markdown": md_path, **written}
 
 
@@ -148,113 +153,111 @@ def _wrap(head: str, items: list[str], indent: str = "  ", sep: str = ", ") -> l
     return lines
 
 
-def _envelope_lines(result: dict) -> list[str]:
-    env = as_dict(result.get("envelope"))
-    if not env:
+def _envelope_lines(r: RunResult) -> list[str]:
+    env = r.envelope
+    if env is None:
         return [f"envelopes: {MISSING}"]
-    out = [f"envelopes: {str(env.get('status', '?')).upper()} (p{fmt(env.get('percentile'), nd=0)}"
-           f" per pair)"]
-    for tv in envelope_tiers(result):
-        thr = fmt(get(tv, "tier", "threshold_ms"), nd=0)
-        out.append(f"  {tier_id(tv):<10} {thr:>3} ms {str(tv.get('metric', '')):<7} "
-                   f"{str(tv.get('status', '?')).upper():<12} {tv.get('passed', 0)} pass, "
-                   f"{tv.get('failed', 0)} fail, {tv.get('insufficient', 0)} insufficient; "
-                   f"worst margin {fmt(tv.get('worst_margin_ms'), 'ms', 2, signed=True)}")
+    out = [f"envelopes: {(env.status or '?').upper()} (p{fmt(env.percentile, nd=0)} per pair)"]
+    for tv in env.tiers:
+        thr = fmt(tv.tier.threshold_ms if tv.tier else None, nd=0)
+        out.append(f"  {tv.tier_id:<10} {thr:>3} ms {tv.metric or '':<7} "
+                   f"{(tv.status or '?').upper():<12} {tv.passed or 0} pass, "
+                   f"{tv.failed or 0} fail, {tv.insufficient or 0} insufficient; "
+                   f"worst margin {fmt(tv.worst_margin_ms, 'ms', 2, signed=True)}")
     return out
 
 
-def _metrics_lines(result: dict) -> list[str]:
-    m = as_dict(result.get("metrics"))
-    if not m:
-        placed = placements_per_hub(result)
+def _metrics_lines(r: RunResult) -> list[str]:
+    m = r.metrics
+    if m is None:
+        placed = placements_per_hub(r)
         if placed:
             return _wrap("placed per hub (from jobs):", [f"{h} {n}" for h, n in placed.items()])
         return [f"placements, SLA, utilization: {MISSING}"]
-    out = [f"requests {m.get('requests', '-')}, served {m.get('served', '-')}, refused "
-           f"{m.get('refused', '-')}; SLA violations {m.get('sla_violations', '-')} "
-           f"({fmt(m.get('sla_violation_pct'))}%); response p50 "
-           f"{fmt(get(m, 'response_ms', 'p50'))} / p95 {fmt(get(m, 'response_ms', 'p95'))} ms"]
-    placed = placements_per_hub(result, m)
+    rs = m.response_ms or ResponseTimes()
+    out = [f"requests {text(m.requests)}, served {text(m.served)}, refused "
+           f"{text(m.refused)}; SLA violations {text(m.sla_violations)} "
+           f"({fmt(m.sla_violation_pct)}%); response p50 {fmt(rs.p50)} / p95 {fmt(rs.p95)} ms"]
+    placed = placements_per_hub(r, m)
     out += _wrap("placed per hub:", [f"{h} {n}" for h, n in placed.items()] or [MISSING])
-    utils = [f"{h} {fmt_pct(v.get('utilization'))}" for h, v in as_dict(m.get("per_hub")).items()
-             if isinstance(v, dict)]
-    spread = num(m.get("utilization_spread"))
+    utils = [f"{h} {fmt_pct(v.utilization)}" for h, v in m.per_hub.items()]
+    spread = m.utilization_spread
     head = "utilization per hub" + (f" (spread {100 * spread:.1f} pts):" if spread is not None
                                     else ":")
     out += _wrap(head, utils or [MISSING])
-    out.append(f"energy cost (illustrative): {fmt(m.get('energy_cost_cny'), 'CNY', 3)}, "
-               f"{fmt(m.get('cost_per_unit_hour_cny'), 'CNY/unit-h', 3)}; west share "
-               f"{fmt_pct(m.get('west_share'), 0)}; reroutes {m.get('reroutes', '-')}")
+    out.append(f"energy cost (illustrative): {fmt(m.energy_cost_cny, 'CNY', 3)}, "
+               f"{fmt(m.cost_per_unit_hour_cny, 'CNY/unit-h', 3)}; west share "
+               f"{fmt_pct(m.west_share, 0)}; reroutes {text(m.reroutes)}")
     return out
 
 
-def _scenario_lines(result: dict) -> list[str]:
-    kind, sc = result.get("kind"), as_dict(result.get("scenario"))
+def _scenario_lines(r: RunResult) -> list[str]:
+    kind = r.kind
     if kind in (None, "backbone"):
         return []
-    if not sc:
+    if not r.scenario:
         return [f"{kind}: {MISSING}"]
-    if kind == "fiber-cut":
-        link = "-".join(str(x) for x in sc.get("link") or ["?"])
-        im = as_dict(sc.get("interruption_ms"))
-        cuts = dicts(sc.get("cuts"))
-        verdicts = [c.get("verdict") for c in cuts if c.get("verdict")]
-        new = next((c for c in cuts if num(c.get("new_path_one_way_ms")) is not None), {})
-        return [f"fiber cut {link} x{len(cuts)}: interruption median {fmt(im.get('median'))} ms,"
-                f" max {fmt(im.get('max'))} ms (target <= 50 ms)",
-                f"  new path {fmt(new.get('new_path_one_way_ms'), nd=2)} ms one-way vs "
-                f"{new.get('envelope_tier', '?')} {fmt(new.get('envelope_ms'), nd=0)} ms: "
-                f"{', '.join(str(v) for v in verdicts) or MISSING}"]
-    if kind == "capacity-shift":
-        return [f"capacity shift: {sc.get('hub', '?')} {sc.get('action', '?')} at t="
-                f"{fmt(sc.get('t_event'))} s; reaction {fmt(sc.get('reaction_ms'), 'ms')}; "
+    fc, cs = fiber_cut(r), capacity_shift(r)
+    if fc is not None:
+        link = "-".join(fc.link or ["?"])
+        im = fc.interruption_ms
+        verdicts = [c.verdict for c in fc.cuts if c.verdict]
+        new = next((c for c in fc.cuts if c.new_path_one_way_ms is not None), None)
+        return [f"fiber cut {link} x{len(fc.cuts)}: interruption median "
+                f"{fmt(im.median if im else None)} ms, max {fmt(im.max if im else None)} ms "
+                "(target <= 50 ms)",
+                f"  new path {fmt(new.new_path_one_way_ms if new else None, nd=2)} ms one-way "
+                f"vs {(new.envelope_tier if new else None) or '?'} "
+                f"{fmt(new.envelope_ms if new else None, nd=0)} ms: "
+                f"{', '.join(verdicts) or MISSING}"]
+    if cs is not None:
+        return [f"capacity shift: {cs.hub or '?'} {cs.action or '?'} at t="
+                f"{fmt(cs.t_event)} s; reaction {fmt(cs.reaction_ms, 'ms')}; "
                 f"existing flows survived "
-                f"{sc.get('existing_survived', '-')}/{sc.get('existing_flows', '-')}"]
+                f"{text(cs.existing_survived)}/{text(cs.existing_flows)}"]
     if kind == "policy-comparison":
         rows = [f"{'policy':<16} {'SLA viol':>8} {'refused':>7} {'resp p95':>9} {'spread%':>7} "
                 f"{'cost CNY':>9} {'west':>5} {'reroutes':>8}"]
-        for p in policies(result):
-            m = as_dict(p.get("metrics"))
-            rows.append(f"{str(p['policy'])[:16]:<16} {fmt(m.get('sla_violation_pct')) + '%':>8} "
-                        f"{text_int(m.get('refused')):>7} "
-                        f"{fmt(get(m, 'response_ms', 'p95')):>9} "
-                        f"{fmt_pct(m.get('utilization_spread'), 1)[:-1]:>7} "
-                        f"{fmt(m.get('energy_cost_cny'), nd=3):>9} "
-                        f"{fmt_pct(m.get('west_share'), 0):>5} {text_int(m.get('reroutes')):>8}")
+        for p in policies(r):
+            m = p.metrics or Metrics()
+            rs = m.response_ms or ResponseTimes()
+            rows.append(f"{str(p.policy)[:16]:<16} {fmt(m.sla_violation_pct) + '%':>8} "
+                        f"{text(m.refused):>7} {fmt(rs.p95):>9} "
+                        f"{fmt_pct(m.utilization_spread, 1)[:-1]:>7} "
+                        f"{fmt(m.energy_cost_cny, nd=3):>9} "
+                        f"{fmt_pct(m.west_share, 0):>5} {text(m.reroutes):>8}")
         return ["policy comparison:"] + ["  " + r for r in rows]
     return []
 
 
-def text_int(x: Any) -> str:
-    v = num(x)
-    return "-" if v is None else f"{v:g}"
-
-
-def summary_lines(result: dict) -> list[str]:
+def summary_lines(result: RunResult | dict) -> list[str]:
     """The one-screen summary: at most 25 lines of at most 100 characters."""
-    r = result if isinstance(result, dict) else {}
-    status = str(r.get("status") or "unknown").upper()
-    wall = f" in {fmt(r.get('wall_s'), 's', 0)}" if num(r.get("wall_s")) is not None else ""
-    lines = [f"{r.get('title') or 'EDWC run'}: {status}{wall}"
-             + (f" ({r['error']})" if r.get("error") else "")]
-    emu = as_dict(get(r, "run", "emulation"))
+    r = as_result(result)
+    status = (r.status or "unknown").upper()
+    wall = f" in {fmt(r.wall_s, 's', 0)}" if r.wall_s is not None else ""
+    lines = [f"{r.title or 'EDWC run'}: {status}{wall}" + (f" ({r.error})" if r.error else "")]
+    emu = r.run.emulation if r.run else None
+    ctl = r.run.controller if r.run else None
     counts = site_counts(r)
-    policy = get(r, "config", "policy") or get(r, "run", "controller", "policy") or "-"
-    seed = get(r, "config", "seed", default=get(r, "run", "seed", default="-"))
-    lines += _wrap(f"{r.get('kind', '?')} on", [
-        f"{get(r, 'topology', 'name', default='?')} ({sum(counts.values())} sites, "
-        f"{len(dicts(get(r, 'topology', 'links')))} links)", f"policy {policy}", f"seed {seed}",
-        f"emulation {emu.get('link', '?')}/{emu.get('datapath', '?')}"], sep="; ")
-    per_policy = r.get("kind") == "policy-comparison" and bool(policies(r))
-    if per_policy and not r.get("metrics"):
+    policy = (r.config.policy if r.config else None) or (ctl.policy if ctl else None) or "-"
+    seed = r.config.seed if r.config and r.config.seed is not None else (
+        r.run.seed if r.run and r.run.seed is not None else "-")
+    topo = r.topology
+    lines += _wrap(f"{r.kind or '?'} on", [
+        f"{(topo.name if topo else None) or '?'} ({sum(counts.values())} sites, "
+        f"{len(topo.links) if topo else 0} links)", f"policy {policy}", f"seed {seed}",
+        f"emulation {(emu.link if emu else None) or '?'}/"
+        f"{(emu.datapath if emu else None) or '?'}"], sep="; ")
+    by_policy = r.kind == "policy-comparison" and bool(policies(r))
+    if per_policy(r):
         lines += _envelope_lines(r) + _scenario_lines(r)  # the figures are per policy
     else:
         lines += _envelope_lines(r) + _metrics_lines(r) + _scenario_lines(r)
-    missing = [k for k in ("envelope", "jobs", "metrics")
-               if not r.get(k) and not (per_policy and k != "envelope")]
+    present = {"envelope": r.envelope, "jobs": r.jobs, "metrics": r.metrics}
+    missing = [k for k, v in present.items() if not v and not (by_policy and k != "envelope")]
     if missing:
         lines.append(f"not measured: {', '.join(missing)}")
-    errors = [e for e in (r.get("errors") or []) if e]
+    errors = [e for e in r.errors if e] + [f"report.json: {p}" for p in r.problems]
     if errors:
         lines.append(f"errors: {len(errors)}: {errors[0]}")
     lines = [_clip(ln) for ln in lines]

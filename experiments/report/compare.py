@@ -2,12 +2,14 @@
 
     python -m experiments.compare reports/run-a reports/run-b [--out compare.md] [--json c.json]
 
-Reads each directory's report.json (written by experiments.report.write_report), prints one
+Reads each directory's report.json (written by experiments.report.build.write_report; older
+ones too) as a RunResult, prints one
 table with a row per key figure and a column per run (a policy-comparison run gives one
 column per policy, labelled DIR/POLICY), then the configuration keys whose values differ
 between the runs. --out writes the same as Markdown (a .md file, or compare.md inside a
 directory); --json writes the table as JSON. Exit status 2 when a directory has no readable
-report, naming the directory and the fix.
+report, naming the directory and the fix. Values of a report that are not of their type
+are left out, and said on stderr.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.framework.result import ConnectTimes, Metrics, ResponseTimes, RunResult
 from experiments.report.data import (
     FORMAT,
-    as_dict,
-    envelope_tiers,
+    capacity_shift,
+    fiber_cut,
     fmt,
     fmt_pct,
-    get,
     policies,
-    tier_id,
+    text,
 )
 
 REPORT_JSON = "report.json"
@@ -38,8 +40,8 @@ class CompareError(ValueError):
     """A report directory that cannot be compared; the message names it and the fix."""
 
 
-def load_report(path: str | Path) -> dict:
-    """The result dict of a report directory (or of a report.json given directly)."""
+def load_report(path: str | Path) -> RunResult:
+    """The run result of a report directory (or of a report.json given directly)."""
     p = Path(path)
     f = p / REPORT_JSON if p.is_dir() else p
     if not p.exists():
@@ -62,7 +64,7 @@ def load_report(path: str | Path) -> dict:
         raise CompareError(f"{f}: format is {got!r}, expected {FORMAT!r}; not a run report "
                            "(an envelope report from `python -m probes envelope` cannot be "
                            "compared here)")
-    return doc
+    return RunResult.from_dict(doc)
 
 
 def _labels(paths: Sequence[str | Path]) -> list[str]:
@@ -74,26 +76,25 @@ def _labels(paths: Sequence[str | Path]) -> list[str]:
     return out
 
 
-def _columns(label: str, result: dict) -> list[tuple[str, dict, str | None]]:
+def _columns(label: str, r: RunResult) -> list[tuple[str, Metrics, str | None]]:
     """(label, metrics, policy) per column: one per run, one per policy for a comparison."""
-    ps = policies(result) if result.get("kind") == "policy-comparison" else []
+    ps = policies(r)
     if ps:
-        return [(f"{label}/{p['policy']}", as_dict(p.get("metrics")), str(p["policy"]))
-                for p in ps]
-    policy = get(result, "config", "policy") or get(result, "run", "controller", "policy")
-    return [(label, as_dict(result.get("metrics")), policy)]
+        return [(f"{label}/{p.policy}", p.metrics or Metrics(), p.policy) for p in ps]
+    ctl = r.run.controller if r.run else None
+    policy = (r.config.policy if r.config else None) or (ctl.policy if ctl else None)
+    return [(label, r.metrics or Metrics(), policy)]
 
 
-def _pct_text(x: Any) -> str:
+def _pct_text(x: float | None) -> str:
     v = fmt(x)
     return v if v == "-" else f"{v}%"
 
 
-def _scenario_figures(r: dict) -> tuple[str, str]:
-    sc = as_dict(r.get("scenario"))
-    cut = (fmt(get(sc, "interruption_ms", "median"), "ms")
-           if r.get("kind") == "fiber-cut" else "")
-    react = fmt(sc.get("reaction_ms"), "ms") if r.get("kind") == "capacity-shift" else ""
+def _scenario_figures(r: RunResult) -> tuple[str, str]:
+    fc, cs = fiber_cut(r), capacity_shift(r)
+    cut = fmt(fc.interruption_ms.median, "ms") if fc and fc.interruption_ms else ""
+    react = fmt(cs.reaction_ms, "ms") if cs else ""
     return cut, react
 
 
@@ -102,41 +103,44 @@ def comparison(paths: Sequence[str | Path]) -> dict:
     value per run...]], "runs": [...]}; raises CompareError for an unusable directory."""
     results = [load_report(p) for p in paths]
     labels = _labels(paths)
-    tier_ids = list(dict.fromkeys(tier_id(t) for r in results for t in envelope_tiers(r)))
+    for label, r in zip(labels, results):
+        for problem in r.problems:
+            print(f"compare: {label}: report.json: {problem} (left out)", file=sys.stderr)
+    tier_ids = list(dict.fromkeys(t.tier_id for r in results
+                                  for t in (r.envelope.tiers if r.envelope else [])))
     columns: list[str] = []
     cells: list[dict[str, str]] = []
     for label, r in zip(labels, results):
         cut, react = _scenario_figures(r)
-        emu = as_dict(get(r, "run", "emulation"))
-        tiers = {tier_id(t): t for t in envelope_tiers(r)}
+        emu = r.run.emulation if r.run else None
+        tiers = {t.tier_id: t for t in (r.envelope.tiers if r.envelope else [])}
+        topo = (r.topology.name if r.topology else None) or (r.run.topology if r.run else None)
+        seed = r.config.seed if r.config and r.config.seed is not None else (
+            r.run.seed if r.run else None)
         for col, m, policy in _columns(label, r):
-            c = {"status": str(r.get("status", "-")), "kind": str(r.get("kind", "-")),
-                 "topology": str(get(r, "topology", "name") or get(r, "run", "topology")
-                                 or "-"),
-                 "policy": str(policy or "-"),
-                 "seed": str(get(r, "config", "seed", default=get(r, "run", "seed",
-                                                                   default="-"))),
-                 "link emulation": f"{emu.get('link', '-')}/{emu.get('datapath', '-')}",
-                 "duration": fmt(get(r, "config", "duration_s"), "s", 0),
-                 "wall": fmt(r.get("wall_s"), "s"),
-                 "requests": str(m.get("requests", "-")), "served": str(m.get("served", "-")),
-                 "refused": str(m.get("refused", "-")),
-                 "SLA violations": _pct_text(m.get("sla_violation_pct")),
-                 "response p50": fmt(get(m, "response_ms", "p50"), "ms", 2),
-                 "response p95": fmt(get(m, "response_ms", "p95"), "ms", 2),
-                 "connect p50": fmt(get(m, "connect_ms", "p50"), "ms", 2),
-                 "utilization spread": fmt_pct(m.get("utilization_spread"), 2),
-                 "energy cost (illustr.)": fmt(m.get("energy_cost_cny"), "CNY", 3),
-                 "west share": fmt_pct(m.get("west_share")),
-                 "reroutes": str(m.get("reroutes", "-")),
-                 "envelopes": str(get(r, "envelope", "status", default="-")).upper(),
+            rs, cs = m.response_ms or ResponseTimes(), m.connect_ms or ConnectTimes()
+            c = {"status": r.status or "-", "kind": r.kind or "-",
+                 "topology": topo or "-", "policy": policy or "-", "seed": text(seed),
+                 "link emulation": f"{(emu.link if emu else None) or '-'}/"
+                                   f"{(emu.datapath if emu else None) or '-'}",
+                 "duration": fmt(r.config.configured_duration_s if r.config else None, "s", 0),
+                 "wall": fmt(r.wall_s, "s"),
+                 "requests": text(m.requests), "served": text(m.served),
+                 "refused": text(m.refused),
+                 "SLA violations": _pct_text(m.sla_violation_pct),
+                 "response p50": fmt(rs.p50, "ms", 2), "response p95": fmt(rs.p95, "ms", 2),
+                 "connect p50": fmt(cs.p50, "ms", 2),
+                 "utilization spread": fmt_pct(m.utilization_spread, 2),
+                 "energy cost (illustr.)": fmt(m.energy_cost_cny, "CNY", 3),
+                 "west share": fmt_pct(m.west_share),
+                 "reroutes": text(m.reroutes),
+                 "envelopes": ((r.envelope.status if r.envelope else None) or "-").upper(),
                  "fiber-cut interruption median": cut or "-",
                  "capacity-shift reaction": react or "-"}
             for tid in tier_ids:
                 t = tiers.get(tid)
-                c[f"envelope {tid}"] = (f"{str(t.get('status', '?')).upper()} "
-                                        f"{t.get('passed', 0)}/{t.get('pairs', 0)}"
-                                        if t else "-")
+                c[f"envelope {tid}"] = (f"{(t.status or '?').upper()} "
+                                        f"{t.passed or 0}/{t.pairs or 0}" if t else "-")
             columns.append(col)
             cells.append(c)
     figures = list(cells[0]) if cells else []
@@ -157,13 +161,14 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(results: Sequence[dict]) -> list[list[str]]:
+def config_differences(results: Sequence[RunResult]) -> list[list[str]]:
     """[key, value per run] for every config key (and software version) that differs.
     argv is left out: it restates the options."""
     flats = []
     for r in results:
-        f = {k: v for k, v in _flatten(as_dict(r.get("config"))).items() if k != "argv"}
-        f.update({f"versions.{k}": v for k, v in as_dict(get(r, "run", "versions")).items()})
+        f = {k: v for k, v in _flatten(r.config.to_dict() if r.config else {}).items()
+             if k != "argv"}
+        f.update({f"versions.{k}": v for k, v in (r.run.versions if r.run else {}).items()})
         flats.append(f)
     keys = list(dict.fromkeys(k for f in flats for k in f))
     missing = object()

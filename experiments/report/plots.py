@@ -1,7 +1,8 @@
 """PNG plots of a run result ("edwc-report/1"): backbone map, metro x hub latency heatmap,
 delay CDFs, placements over time, fiber-cut timeline, policy comparison.
 
-Each function takes the result dict and a path, draws with the Agg backend on a private
+Each function takes the run result (experiments.framework.result.RunResult, or a result
+dict, read with RunResult.from_dict) and a path, draws with the Agg backend on a private
 Figure (no pyplot state, no windows), writes the PNG atomically and returns the path, or
 returns None when the result has no data for that plot. Partial data draws what is there.
 Sizes are fixed (SIZES inches x dpi), so a plot's pixel size does not depend on the data.
@@ -27,24 +28,18 @@ from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from experiments.framework.result import ConnectTimes, Metrics, ResponseTimes  # noqa: E402
+from experiments.framework.scenario import Cut, StreamInfo  # noqa: E402
 from experiments.report.data import (  # noqa: E402
-    as_dict,
-    dicts,
-    envelope_pairs,
-    envelope_tiers,
+    as_result,
     event_times,
+    fiber_cut,
     fmt,
-    get,
-    jobs,
-    link_delay_ms,
-    links,
     metro_hub_matrix,
-    num,
     pair_measured,
     policies,
     service_budgets,
     sites,
-    tier_id,
 )
 
 DPI = 100
@@ -79,22 +74,22 @@ def _no_data(ax, what: str = "not measured") -> None:
 
 # --- backbone map -------------------------------------------------------------------------
 
-def backbone_map(result: dict, path: PathLike, *, dpi: int = DPI) -> Path | None:
+def backbone_map(result, path: PathLike, *, dpi: int = DPI) -> Path | None:
     """Sites at (lon, lat), equirectangular; links coloured by one-way delay (worse
     direction); on a fiber-cut run the cut link is drawn dashed red."""
-    pts = {s["id"]: (num(s.get("lon")), num(s.get("lat")), str(s.get("kind")))
-           for s in sites(result)}
-    pts = {k: v for k, v in pts.items() if v[0] is not None and v[1] is not None}
+    result = as_result(result)
+    pts = {s.id: (s.lon, s.lat, str(s.kind)) for s in sites(result)
+           if s.lon is not None and s.lat is not None}
     if not pts:
         return None
     fig = _figure("backbone_map", dpi)
     ax = fig.add_subplot()
     segs, delays, plain = [], [], []
-    for ln in links(result):
-        a, b = pts.get(ln["a"]), pts.get(ln["b"])
+    for ln in result.topology.links if result.topology else []:
+        a, b = pts.get(ln.a or ""), pts.get(ln.b or "")
         if not a or not b:
             continue
-        d = link_delay_ms(ln)
+        d = ln.worse_delay_ms
         if d is None:
             plain.append([(a[0], a[1]), (b[0], b[1])])
         else:
@@ -110,8 +105,9 @@ def backbone_map(result: dict, path: PathLike, *, dpi: int = DPI) -> Path | None
         ax.add_collection(LineCollection(plain, colors="#aaaaaa", linestyles="dashed",
                                          linewidths=1.2, zorder=1))
     handles = []
-    cut = get(result, "scenario", "link") if result.get("kind") == "fiber-cut" else None
-    if isinstance(cut, list) and len(cut) == 2 and all(c in pts for c in cut):
+    fc = fiber_cut(result)
+    cut = fc.link if fc else None
+    if cut and len(cut) == 2 and all(c in pts for c in cut):
         (x1, y1, _), (x2, y2, _) = pts[cut[0]], pts[cut[1]]
         ax.plot([x1, x2], [y1, y2], color="#e6194b", lw=4.5, ls=(0, (3, 2)), zorder=2)
         handles.append(Line2D([], [], color="#e6194b", lw=3, ls=(0, (3, 2)),
@@ -137,17 +133,19 @@ def backbone_map(result: dict, path: PathLike, *, dpi: int = DPI) -> Path | None
     ax.set_ylabel("latitude (deg N)")
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, loc="best", fontsize=8)
-    ax.set_title(f"{get(result, 'topology', 'name', default='backbone')}: {len(pts)} sites, "
+    ax.set_title(f"{(result.topology.name if result.topology else None) or 'backbone'}: "
+                 f"{len(pts)} sites, "
                  f"{len(segs) + len(plain)} links (equirectangular)")
     return _save(fig, path, dpi)
 
 
 # --- metro x hub heatmap ------------------------------------------------------------------
 
-def latency_heatmap(result: dict, path: PathLike, *, dpi: int = DPI,
+def latency_heatmap(result, path: PathLike, *, dpi: int = DPI,
                     how: str = "best") -> Path | None:
     """Rows metros, columns hubs; cell = one-way delay at the envelope percentile to the
     hub's best (or median) cluster; colour = delay / the pair's envelope threshold."""
+    result = as_result(result)
     m = metro_hub_matrix(result, how)
     if m is None:
         return None
@@ -179,7 +177,7 @@ def latency_heatmap(result: dict, path: PathLike, *, dpi: int = DPI,
     ax.set_yticks(range(len(metros)), metros)
     ax.set_xlabel("hub (its clusters)")
     ax.set_ylabel("metro")
-    pct = fmt(get(result, "envelope", "percentile"), nd=0, missing="95")
+    pct = fmt(result.envelope.percentile if result.envelope else None, nd=0, missing="95")
     ax.set_title(f"One-way delay p{pct} (worse direction), {how} cluster per hub, "
                  "vs envelope (ms)", fontsize=10)
     return _save(fig, path, dpi)
@@ -193,28 +191,29 @@ def _cdf(ax, values: list[float], colour, label: str) -> None:
     ax.step([xs[0]] + xs, [0.0] + ys, where="post", color=colour, label=label)
 
 
-def delay_cdfs(result: dict, path: PathLike, *, dpi: int = DPI) -> Path | None:
+def delay_cdfs(result, path: PathLike, *, dpi: int = DPI) -> Path | None:
     """(a) per envelope tier: CDF across pairs of the judged percentile, with the tier's
     threshold; (b) per service: CDF of job response latency (start_ms), with its budget."""
+    result = as_result(result)
     palette = colormaps["tab10"]
+    env = result.envelope
     tiers = []
-    for tv in envelope_tiers(result):
-        tid = tier_id(tv)
-        vals = [v for v in (pair_measured(p) for p in envelope_pairs(result)
-                            if p.get("tier") == tid) if v is not None]
+    for tv in env.tiers if env else []:
+        tid = tv.tier_id
+        vals = [v for v in (pair_measured(p) for p in env.pairs if p.tier == tid)
+                if v is not None]
         if vals:
-            tiers.append((tid, vals, num(get(tv, "tier", "threshold_ms")), tv.get("metric")))
+            tiers.append((tid, vals, tv.tier.threshold_ms if tv.tier else None, tv.metric))
     budgets = service_budgets(result)
     per_service: dict[str, list[float]] = {}
-    for j in jobs(result):
-        v = num(j.get("start_ms"))
-        if v is not None:
-            per_service.setdefault(str(j.get("service")), []).append(v)
+    for j in result.jobs or []:
+        if j.start_ms is not None:
+            per_service.setdefault(str(j.service), []).append(j.start_ms)
     if not tiers and not per_service:
         return None
     fig = _figure("delay_cdfs", dpi)
     ax1, ax2 = fig.subplots(1, 2)
-    pct = fmt(get(result, "envelope", "percentile"), nd=0, missing="95")
+    pct = fmt(env.percentile if env else None, nd=0, missing="95")
     for i, (tid, vals, thr, metric) in enumerate(tiers):
         c = palette(i % 10)
         _cdf(ax1, vals, c, f"{tid} ({metric}, n={len(vals)})")
@@ -252,11 +251,12 @@ def _bin_width(span: float, max_bins: int = 40) -> float:
     return span / max_bins
 
 
-def placements_over_time(result: dict, path: PathLike, *, dpi: int = DPI) -> Path | None:
+def placements_over_time(result, path: PathLike, *, dpi: int = DPI) -> Path | None:
     """Stacked bars of placements per time bin per hub (jobs' t_start and hub), with the
     scenario's events (capacity shift, cuts and restores) as vertical lines."""
-    placed = [(float(j["t_start"]), str(j["hub"])) for j in jobs(result)
-              if j.get("ok") and j.get("hub") and num(j.get("t_start")) is not None]
+    result = as_result(result)
+    placed = [(float(j.t_start), str(j.hub)) for j in result.jobs or []
+              if j.ok and j.hub and j.t_start is not None]
     if not placed:
         return None
     events = event_times(result)
@@ -292,21 +292,20 @@ def placements_over_time(result: dict, path: PathLike, *, dpi: int = DPI) -> Pat
 
 # --- fiber-cut timeline -------------------------------------------------------------------
 
-def fiber_cut_timeline(result: dict, path: PathLike, *, dpi: int = DPI) -> Path | None:
+def fiber_cut_timeline(result, path: PathLike, *, dpi: int = DPI) -> Path | None:
     """One-way delay per packet of the probe stream over time; lost packets as red marks at
     the bottom; cuts (red) and restores (green) as vertical lines, each cut annotated with
     its interruption."""
-    sc = as_dict(result.get("scenario"))
-    tl = as_dict(sc.get("timeline"))
-    pts = [(num(t), num(v)) for t, v in zip(tl.get("t") or [], tl.get("one_way_ms") or [])]
-    pts2 = [(t, v) for t, v in pts if t is not None and v is not None]
-    lost = [t for t in (num(x) for x in tl.get("lost_t") or []) if t is not None]
+    sc = fiber_cut(as_result(result))
+    tl = sc.timeline if sc else None
+    if tl is None:
+        return None
+    pts2 = [(t, v) for t, v in zip(tl.t, tl.one_way_ms) if t is not None and v is not None]
+    lost = [t for t in tl.lost_t if t is not None]
     if not pts2 and not lost:
         return None
-    cuts = dicts(sc.get("cuts"))
-    spans = [c for c in tl.get("cuts") or [] if isinstance(c, list) and c]
-    if not spans:
-        spans = [[c.get("t_cut"), c.get("t_restore")] for c in cuts]
+    cuts = sc.cuts
+    spans = [c for c in tl.cuts if c] or [[c.t_cut, c.t_restore] for c in cuts]
     fig = _figure("fiber_cut_timeline", dpi)
     ax = fig.add_subplot()
     if pts2:
@@ -315,31 +314,32 @@ def fiber_cut_timeline(result: dict, path: PathLike, *, dpi: int = DPI) -> Path 
     if lost:
         ax.plot(lost, [0.02] * len(lost), "x", color="#d62728", ms=6,
                 transform=ax.get_xaxis_transform(), label=f"lost ({len(lost)})")
-    env = next((c for c in cuts if num(c.get("envelope_ms")) is not None), None)
+    env = next((c for c in cuts if c.envelope_ms is not None), None)
     if env:
-        ax.axhline(float(env["envelope_ms"]), color="#555555", ls=":", lw=1,
-                   label=f"envelope {env.get('envelope_tier', '')} {env['envelope_ms']:g} ms")
+        ax.axhline(env.envelope_ms, color="#555555", ls=":", lw=1,
+                   label=f"envelope {env.envelope_tier or ''} {env.envelope_ms:g} ms")
     for i, span in enumerate(spans):
-        t_cut = num(span[0])
-        t_res = num(span[1]) if len(span) > 1 else None
+        t_cut = span[0]
+        t_res = span[1] if len(span) > 1 else None
         if t_cut is not None:
             ax.axvline(t_cut, color="#d62728", ls="--", lw=1.2,
                        label="cut" if i == 0 else None)
-            c = cuts[i] if i < len(cuts) else {}
-            gap = num(c.get("interruption_ms"))
-            note = f" {gap:.1f} ms" if gap is not None else " interruption n/m"
-            if c.get("lost") is not None:
-                note += f", {c['lost']} lost"
+            c = cuts[i] if i < len(cuts) else Cut()
+            note = (f" {c.interruption_ms:.1f} ms" if c.interruption_ms is not None
+                    else " interruption n/m")
+            if c.lost is not None:
+                note += f", {c.lost} lost"
             ax.text(t_cut, 0.97, note, transform=ax.get_xaxis_transform(), va="top",
                     ha="left", fontsize=8, color="#d62728")
         if t_res is not None:
             ax.axvline(t_res, color="#2ca02c", ls=":", lw=1.2,
                        label="restore" if i == 0 else None)
-    link = "-".join(str(x) for x in sc.get("link") or ["?"])
-    st = as_dict(sc.get("stream"))
-    med = fmt(get(sc, "interruption_ms", "median"), "ms", missing="n/m")
-    ax.set_title(f"Fiber cut {link}: stream {st.get('src', '?')} -> {st.get('dst', '?')} "
-                 f"at {st.get('rate_pps', '?')} pps; interruption median {med}", fontsize=10)
+    link = "-".join(sc.link or ["?"])
+    st = sc.stream or StreamInfo()
+    med = fmt(sc.interruption_ms.median if sc.interruption_ms else None, "ms", missing="n/m")
+    ax.set_title(f"Fiber cut {link}: stream {st.src or '?'} -> {st.dst or '?'} "
+                 f"at {st.rate_pps if st.rate_pps is not None else '?'} pps; interruption "
+                 f"median {med}", fontsize=10)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("one-way delay (ms)")
     ax.set_ylim(bottom=0)
@@ -350,27 +350,29 @@ def fiber_cut_timeline(result: dict, path: PathLike, *, dpi: int = DPI) -> Path 
 
 # --- policy comparison ------------------------------------------------------------------
 
-POLICY_PANELS = [("SLA violations (%)", ("sla_violation_pct",), 1.0),
-                 ("refused", ("refused",), 1.0),
-                 ("connect p95 (ms)", ("connect_ms", "p95"), 1.0),
-                 ("response p95 (ms)", ("response_ms", "p95"), 1.0),
-                 ("utilization spread (pts)", ("utilization_spread",), 100.0),
-                 ("energy cost (CNY, illustrative)", ("energy_cost_cny",), 1.0),
-                 ("west share (%)", ("west_share",), 100.0),
-                 ("reroutes", ("reroutes",), 1.0)]
+POLICY_PANELS: list[tuple[str, Callable[[Metrics], float | None], float]] = [
+    ("SLA violations (%)", lambda m: m.sla_violation_pct, 1.0),
+    ("refused", lambda m: m.refused, 1.0),
+    ("connect p95 (ms)", lambda m: (m.connect_ms or ConnectTimes()).p95, 1.0),
+    ("response p95 (ms)", lambda m: (m.response_ms or ResponseTimes()).p95, 1.0),
+    ("utilization spread (pts)", lambda m: m.utilization_spread, 100.0),
+    ("energy cost (CNY, illustrative)", lambda m: m.energy_cost_cny, 1.0),
+    ("west share (%)", lambda m: m.west_share, 100.0),
+    ("reroutes", lambda m: m.reroutes, 1.0)]
 
 
-def policy_comparison(result: dict, path: PathLike, *, dpi: int = DPI) -> Path | None:
+def policy_comparison(result, path: PathLike, *, dpi: int = DPI) -> Path | None:
     """One bar panel per figure of merit, one bar per policy (policy-comparison runs)."""
+    result = as_result(result)
     ps = policies(result)
-    if result.get("kind") != "policy-comparison" or not ps:
+    if not ps:
         return None
     fig = _figure("policy_comparison", dpi)
     axes = fig.subplots(2, 4)
-    names = [str(p["policy"]) for p in ps]
+    names = [str(p.policy) for p in ps]
     palette = colormaps["tab10"]
-    for ax, (title, key, scale) in zip(axes.flat, POLICY_PANELS):
-        vals = [num(get(as_dict(p.get("metrics")), *key)) for p in ps]
+    for ax, (title, figure, scale) in zip(axes.flat, POLICY_PANELS):
+        vals = [figure(p.metrics or Metrics()) for p in ps]
         ys = [0.0 if v is None else v * scale for v in vals]
         bars = ax.bar(range(len(ps)), ys, color=[palette(i % 10) for i in range(len(ps))])
         for b, v in zip(bars, vals):
@@ -380,8 +382,9 @@ def policy_comparison(result: dict, path: PathLike, *, dpi: int = DPI) -> Path |
         ax.set_xticks(range(len(ps)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    seed = get(result, "scenario", "workload_seed", default="-")
-    fig.suptitle(f"Policy comparison on the same workload (seed {seed})")
+    seed = result.scenario.workload_seed  # policies() found a PolicyComparison
+    fig.suptitle("Policy comparison on the same workload "
+                 f"(seed {seed if seed is not None else '-'})")
     return _save(fig, path, dpi)
 
 

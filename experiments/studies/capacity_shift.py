@@ -29,7 +29,9 @@ from collections import Counter
 
 from common import procs
 from experiments.framework import cli
+from experiments.framework.result import Job
 from experiments.framework.runner import Experiment, ExperimentError
+from experiments.framework.scenario import CapacityShift
 
 ACTIONS = ("fill", "offline")
 
@@ -149,32 +151,33 @@ class Event:
         procs.stop_all(self.fillers, grace_s=2.0)
 
 
-def analyse(jobs: list[dict], hub: str, t_event: float) -> dict:
-    """The capacity-shift payload of the report (see docs/reports.md).
+def analyse(jobs: list[Job], hub: str, t_event: float) -> CapacityShift:
+    """The capacity-shift section of the run result (see docs/reports.md); action and
+    controller_view_ms are the caller's.
 
     A late placement is a new flow the controller still sent to the hub after the event. It
     was misplaced when the hub could not serve it at once (it queued behind the filler, was
     turned away busy, or found no agent); reaction_ms is the time from the event to the last
     misplaced one (0: none). Late placements served at once are legitimate: units freed by
     jobs that finished."""
-    def at(j: dict) -> float:
-        return (j.get("t_start") if j.get("t_start") is not None else j["t"])
+    def at(j: Job) -> float:
+        return j.t_start if j.t_start is not None else (j.t or 0.0)
 
-    placed = [j for j in jobs if j.get("hub")]
-    before = Counter(j["hub"] for j in placed if at(j) < t_event)
-    after = Counter(j["hub"] for j in placed if at(j) >= t_event)
-    late = [j for j in jobs if j.get("hub") == hub and at(j) >= t_event]
-    misplaced = [j for j in late if not j.get("ok") or (j.get("queued_ms") or 0) > 1.0]
+    placed = [j for j in jobs if j.hub]
+    before = Counter(j.hub for j in placed if at(j) < t_event)
+    after = Counter(j.hub for j in placed if at(j) >= t_event)
+    late = [j for j in jobs if j.hub == hub and at(j) >= t_event]
+    misplaced = [j for j in late if not j.ok or (j.queued_ms or 0) > 1.0]
     reaction = max((at(j) - t_event for j in misplaced), default=0.0)
-    running = [j for j in placed if j["hub"] == hub and j.get("ok") and at(j) < t_event
-               and at(j) + (j.get("duration_s") or 0) > t_event]
-    return {"hub": hub, "t_event": t_event, "reaction_ms": round(reaction * 1000.0, 1),
-            "late_placements": len(late), "misplaced": len(misplaced),
-            "late_placements_served": sum(1 for j in late if j.get("ok")),
-            "placements_before": dict(sorted(before.items())),
-            "placements_after": dict(sorted(after.items())),
-            "existing_flows": len(running),
-            "existing_survived": sum(1 for j in running if j.get("done"))}
+    running = [j for j in placed if j.hub == hub and j.ok and at(j) < t_event
+               and at(j) + (j.duration_s or 0) > t_event]
+    return CapacityShift(
+        hub=hub, t_event=t_event, reaction_ms=round(reaction * 1000.0, 1),
+        late_placements=len(late), misplaced=len(misplaced),
+        late_placements_served=sum(1 for j in late if j.ok),
+        placements_before=dict(sorted(before.items())),
+        placements_after=dict(sorted(after.items())),
+        existing_flows=len(running), existing_survived=sum(1 for j in running if j.done))
 
 
 def body(exp: Experiment, args) -> None:
@@ -191,17 +194,21 @@ def body(exp: Experiment, args) -> None:
     finally:
         event.stop()
         if event.fired_at is not None:
-            exp.result["scenario"] = dict(
-                analyse(exp.result["jobs"] or [], hub, event.fired_at), action=args.action,
-                controller_view_ms=None if event.seen_at is None else
-                round((event.seen_at - event.fired_at) * 1000.0, 1))
+            sc = analyse(exp.result.jobs or [], hub, event.fired_at)
+            sc.action = args.action
+            if event.seen_at is not None:
+                sc.controller_view_ms = round((event.seen_at - event.fired_at) * 1000.0, 1)
+            exp.result.scenario = sc
     with exp.phase("collect"):
         cli.collect(exp, emu, requests, args)
-    sc = exp.result["scenario"] or {}
-    exp.progress(f"hub {hub} {args.action}: {sc.get('misplaced')} new flow(s) still sent "
-                 f"there and not served at once, the last {sc.get('reaction_ms', 0):.0f} ms "
+    sc = exp.result.scenario
+    if sc is None:
+        exp.progress(f"hub {hub} {args.action}: the event did not fire during the workload")
+        return
+    exp.progress(f"hub {hub} {args.action}: {sc.misplaced} new flow(s) still sent "
+                 f"there and not served at once, the last {sc.reaction_ms:.0f} ms "
                  f"after the event; running jobs that completed "
-                 f"{sc.get('existing_survived')}/{sc.get('existing_flows')}")
+                 f"{sc.existing_survived}/{sc.existing_flows}")
 
 
 def main(argv=None) -> int:

@@ -31,6 +31,7 @@ from collections import Counter
 
 from experiments.framework import cli
 from experiments.framework.runner import Experiment, ExperimentError
+from experiments.framework.scenario import Cut, FiberCut, InterruptionStats, StreamInfo, Timeline
 
 LEAD_S = 3.0  # stream and workload run this long before the first cut
 PATH_SETTLE_S = 1.0  # read the controller's path this long after a cut or restore
@@ -195,14 +196,17 @@ def _p95_between(result, lo: float, hi: float) -> float | None:
 
 
 def analyse(exp: Experiment, net, result, sched: CutSchedule, src: str, dst: str,
-            args) -> dict:
+            args) -> FiberCut:
+    """The fiber-cut section of the run result from the stream's result and the cut
+    schedule; a cut whose new path broke its envelope or after which traffic did not
+    resume fails a check."""
     from probes.envelope import assign_tier, load_envelopes
     from probes.streamanalysis import timeline
 
     tier = assign_tier(net, src, dst, load_envelopes(args.tiers).tiers)
     model_path, model_ms = model_without(net, sched.link, src, dst)
     by_t = {round(e.t_cut, 6): e for e in result.events}
-    cuts = []
+    cuts: list[Cut] = []
     for c in sched.cuts:
         if "t_cut" not in c:
             continue
@@ -214,36 +218,35 @@ def analyse(exp: Experiment, net, result, sched: CutSchedule, src: str, dst: str
         verdict = ("not resumed" if ev_cut is not None and not ev_cut.resumed else
                    "no tier" if threshold is None or p95 is None else
                    "pass" if p95 <= threshold else "fail")
-        cuts.append({
-            "t_cut": c["t_cut"], "t_restore": c.get("t_restore"),
-            "interruption_ms": ev_cut.interruption_ms if ev_cut else None,
-            "lost": ev_cut.lost if ev_cut else None,
-            "restore_interruption_ms": ev_restore.interruption_ms if ev_restore else None,
-            "restore_lost": ev_restore.lost if ev_restore else None,
-            "old_path": c.get("old_path"), "new_path": c.get("new_path"),
-            "restored_path": c.get("restored_path"),
-            "delay_before_ms": ev_cut.delay_before_ms if ev_cut else None,
-            "new_path_one_way_ms": p95, "new_path_one_way_median_ms":
-            ev_cut.delay_after_ms if ev_cut else None,
-            "envelope_tier": tier.id if tier else None, "envelope_ms": threshold,
-            "verdict": verdict})
+        cuts.append(Cut(
+            t_cut=c["t_cut"], t_restore=c.get("t_restore"),
+            interruption_ms=ev_cut.interruption_ms if ev_cut else None,
+            lost=ev_cut.lost if ev_cut else None,
+            restore_interruption_ms=ev_restore.interruption_ms if ev_restore else None,
+            restore_lost=ev_restore.lost if ev_restore else None,
+            old_path=c.get("old_path"), new_path=c.get("new_path"),
+            restored_path=c.get("restored_path"),
+            delay_before_ms=ev_cut.delay_before_ms if ev_cut else None,
+            new_path_one_way_ms=p95,
+            new_path_one_way_median_ms=ev_cut.delay_after_ms if ev_cut else None,
+            envelope_tier=tier.id if tier else None, envelope_ms=threshold,
+            verdict=verdict))
         if verdict in ("fail", "not resumed"):
             exp.fail_check(f"cut at t={c['t_cut']:.1f} s: {verdict} (new path p95 "
                            f"{p95} ms, envelope {threshold} ms)")
-    ints = [c["interruption_ms"] for c in cuts if c["interruption_ms"] is not None]
+    ints = [c.interruption_ms for c in cuts if c.interruption_ms is not None]
     tl = timeline(result)
-    tl["cuts"] = [[c["t_cut"], c.get("t_restore")] for c in cuts]
-    return {"link": list(sched.link), "stream": {"src": src, "dst": dst,
-                                                 "rate_pps": args.stream_rate,
-                                                 "sent": result.sent,
-                                                 "received": result.received,
-                                                 "lost": result.lost},
-            "model_path_without_link": model_path, "model_one_way_ms_without_link": model_ms,
-            "cuts": cuts,
-            "interruption_ms": {"median": statistics.median(ints) if ints else None,
-                                "max": max(ints) if ints else None,
-                                "min": min(ints) if ints else None, "n": len(ints)},
-            "timeline": tl}
+    tl["cuts"] = [[c.t_cut, c.t_restore] for c in cuts]
+    return FiberCut(
+        link=list(sched.link),
+        stream=StreamInfo(src=src, dst=dst, rate_pps=args.stream_rate, sent=result.sent,
+                          received=result.received, lost=result.lost),
+        model_path_without_link=model_path, model_one_way_ms_without_link=model_ms,
+        cuts=cuts,
+        interruption_ms=InterruptionStats(
+            median=statistics.median(ints) if ints else None, max=max(ints) if ints else None,
+            min=min(ints) if ints else None, n=len(ints)),
+        timeline=Timeline.from_dict(tl, exp.result.problems, "scenario.timeline"))
 
 
 def body(exp: Experiment, args) -> None:
@@ -268,7 +271,7 @@ def body(exp: Experiment, args) -> None:
     cov = emu.controller_status().get("backup_coverage")
     if cov:
         exp.note(f"fast-failover backup next hops (switch, destination): {cov}")
-        exp.result["scenario_backup_coverage"] = cov
+        exp.result.scenario_backup_coverage = cov
     requests = cli.make_requests(exp, args, net, emu.plan) if args.workload_on else []
     stream_s = args.duration + 1.0
     # The stream starts 4 s out and the workload at the same instant: one clock for both
@@ -289,14 +292,14 @@ def body(exp: Experiment, args) -> None:
             sched.restore_if_down()
             if result is None:
                 result = run.stop(events=sched.events())
-            exp.result["scenario"] = analyse(exp, net, result, sched, pair[0], pair[1], args)
+            exp.result.scenario = analyse(exp, net, result, sched, pair[0], pair[1], args)
     if requests:
         with exp.phase("collect"):
             cli.collect(exp, emu, requests, args)
-    i = exp.result["scenario"]["interruption_ms"]
-    if i["median"] is not None:
-        exp.progress(f"interruption over {i['n']} cuts: median {i['median']:.1f} ms, max "
-                     f"{i['max']:.1f} ms")
+    i = exp.result.scenario.interruption_ms
+    if i.median is not None:
+        exp.progress(f"interruption over {i.n} cuts: median {i.median:.1f} ms, max "
+                     f"{i.max:.1f} ms")
 
 
 def main(argv=None) -> int:

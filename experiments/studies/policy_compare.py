@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from experiments.framework import cli
 from experiments.framework.runner import Experiment, ExperimentError
+from experiments.framework.scenario import PolicyComparison, PolicyRun
 
 BUILTIN_ORDER = ("nearest", "least-loaded", "greenest", "weighted", "random", "round-robin")
 IDLE_TIMEOUT_S = 3  # placements of the previous policy idle out this fast between rounds
@@ -89,9 +90,25 @@ def wait_drained(emu, timeout: float) -> int:
     return left
 
 
-def one_policy(exp: Experiment, emu, requests: list, args, policy: str) -> dict:
-    from experiments.workload.metrics import compute_metrics
+def _round_metrics(emu, row: PolicyRun, requests: list, args,
+                   reroutes: int | None = None, decisions: list[dict] | None = None) -> None:
+    """Fill a round's metrics, placements and (given the decisions) explanations from its
+    jobs."""
+    from experiments.workload.metrics import compute_metrics, west_sites
 
+    jobs = row.jobs or []
+    row.metrics = compute_metrics(jobs, emu.plan, cli.metrics_window_s(args, requests),
+                                  reroutes=reroutes, west=west_sites(emu.network))
+    row.placements = dict(sorted(Counter(j.gw for j in jobs if j.gw).items()))
+    if decisions is not None:
+        row.explanations = explain(decisions[-len(requests):], row.policy or "")
+
+
+def one_policy(exp: Experiment, emu, requests: list, args, policy: str,
+               row: PolicyRun) -> PolicyRun:
+    """One round: fresh gateways, the policy, the workload; fills ``row`` (already in the
+    result, so that an interrupted round still reports the jobs it ran: its finalizer
+    computes their metrics when the round did not get to)."""
     label = "workload-" + re.sub(r"[^A-Za-z0-9_.-]", "_", policy)
     emu.stop_gateways()
     left = wait_drained(emu, IDLE_TIMEOUT_S * 3 + 5)
@@ -101,16 +118,18 @@ def one_policy(exp: Experiment, emu, requests: list, args, policy: str) -> dict:
     emu.wait_gateways()
     switch_policy(emu, policy, args.policy_params if policy == args.policy else {})
     before = (emu.api("counters").get("controller") or {}).get("flows_repathed", 0)
-    jobs = cli.run_requests(exp, emu, requests, args, label=label)
+
+    def finalize() -> None:  # reroutes unknown: the round did not end normally
+        if row.metrics is None and row.jobs:
+            _round_metrics(emu, row, requests, args)
+    cli.run_requests(exp, emu, requests, args, label=label, into=row, finalize=finalize)
     decisions = emu.api("decisions?limit=1000").get("decisions", [])
     after = (emu.api("counters").get("controller") or {}).get("flows_repathed", 0)
-    m = compute_metrics(jobs, emu.plan, args.duration, reroutes=after - before)
-    placements = Counter(j["gw"] for j in jobs if j.get("gw"))
-    row = {"policy": policy, "metrics": m, "placements": dict(sorted(placements.items())),
-           "explanations": explain(decisions[-len(requests):], policy),
-           "jobs": jobs}
-    exp.progress(f"{policy}: served {m.get('served')}/{m.get('requests')}, SLA violations "
-                 f"{m.get('sla_violations')}, placements {dict(placements.most_common(4))}")
+    _round_metrics(emu, row, requests, args, reroutes=after - before, decisions=decisions)
+    m = row.metrics
+    top = Counter(row.placements).most_common(4)
+    exp.progress(f"{policy}: served {m.served}/{m.requests}, SLA violations "
+                 f"{m.sla_violations}, placements {dict(top)}")
     return row
 
 
@@ -122,16 +141,24 @@ def body(exp: Experiment, args) -> None:
         opts["controller"] = replace(opts["controller"], flow_idle_timeout=IDLE_TIMEOUT_S)
         emu = exp.start_emulation(net, **opts)
     requests = cli.make_requests(exp, args, net, emu.plan)
-    rows: list[dict] = []
-    exp.result["scenario"] = {"policies": rows, "workload_seed": args.seed}
-    for policy in args.policies:
-        with exp.phase(f"policy {policy}"):
-            rows.append(one_policy(exp, emu, requests, args, policy))
-    # the top-level jobs/metrics are those of the first policy (the plots use them); its row
-    # drops its copy, so report.json holds every job list once
-    if rows:
-        exp.result["jobs"], exp.result["metrics"] = rows[0]["jobs"], rows[0]["metrics"]
-        rows[0]["jobs"] = None
+    comparison = PolicyComparison(workload_seed=args.seed)
+    exp.result.scenario = comparison
+
+    def promote() -> None:
+        """The top-level jobs/metrics are those of the first policy (the plots use them);
+        its row drops its copy, so report.json holds every job list once."""
+        first = comparison.policies[0] if comparison.policies else None
+        if first is not None and first.jobs is not None:
+            exp.result.jobs, first.jobs = first.jobs, None
+            exp.result.metrics = first.metrics
+    try:
+        for policy in args.policies:
+            with exp.phase(f"policy {policy}"):
+                row = PolicyRun(policy=policy)
+                comparison.policies.append(row)
+                one_policy(exp, emu, requests, args, policy, row)
+    finally:
+        exp.finalizers.append(promote)  # after the rounds' finalizers, whatever happened
 
 
 def main(argv=None) -> int:
