@@ -12,7 +12,7 @@ import time
 from collections import deque
 
 from emulation.delayline.config import DelayLineError, Hop, atomic_write, validate_config
-from emulation.delayline.model import hop_rngs
+from emulation.delayline.model import HopModel
 
 STATS_FORMAT = "edwc-delayline-stats/1"
 
@@ -67,23 +67,17 @@ def _percentiles(samples) -> dict:
 
 
 class _HopState:
-    __slots__ = ("hop", "index", "q", "base", "jit", "loss", "limit", "rng_loss", "rng_jit",
-                 "prev", "packets_in", "packets_out", "bytes_out", "dropped_loss",
-                 "dropped_queue", "dropped_trunc", "send_errors", "max_queue", "late",
-                 "late_i", "late_n", "out_sock", "in_sock", "ts_fallbacks", "skipped_outgoing")
+    __slots__ = ("hop", "index", "model", "q", "packets_in", "packets_out", "bytes_out",
+                 "dropped_trunc", "send_errors", "max_queue", "late", "late_i", "late_n",
+                 "out_sock", "in_sock", "ts_fallbacks", "skipped_outgoing")
 
     def __init__(self, hop: Hop, index: int, seed: int):
         self.hop = hop
         self.index = index
-        self.q: deque = deque()
-        self.base = (hop.delay_us - hop.compensation_us) * 1e-6
-        self.jit = hop.jitter_us * 1e-6
-        self.loss = hop.loss
-        self.limit = hop.limit
-        self.rng_loss, self.rng_jit = hop_rngs(seed, index)
-        self.prev = 0.0
+        self.model = HopModel.seeded(hop, seed, index)
+        self.q: deque = self.model.q
         self.packets_in = self.packets_out = self.bytes_out = 0
-        self.dropped_loss = self.dropped_queue = self.dropped_trunc = self.send_errors = 0
+        self.dropped_trunc = self.send_errors = 0
         self.max_queue = 0
         self.late = [0.0] * LATENESS_SAMPLES
         self.late_i = 0
@@ -100,8 +94,8 @@ class _HopState:
             "loss": self.hop.loss, "limit": self.hop.limit,
             "compensation_us": self.hop.compensation_us,
             "packets_in": self.packets_in, "packets_out": self.packets_out,
-            "bytes_out": self.bytes_out, "dropped_loss": self.dropped_loss,
-            "dropped_queue": self.dropped_queue, "dropped_trunc": self.dropped_trunc,
+            "bytes_out": self.bytes_out, "dropped_loss": self.model.dropped_loss,
+            "dropped_queue": self.model.dropped_queue, "dropped_trunc": self.dropped_trunc,
             "send_errors": self.send_errors, "max_queue": self.max_queue,
             "queued": len(self.q), "ts_fallbacks": self.ts_fallbacks,
             "skipped_outgoing": self.skipped_outgoing,
@@ -239,8 +233,7 @@ class _Relay:
         for st in self.states:
             new = hops.get(st.hop.id)
             if new is not None:
-                st.hop.compensation_us = new.compensation_us
-                st.base = (st.hop.delay_us - new.compensation_us) * 1e-6
+                st.model.set_compensation(new.compensation_us)
         self.reloads += 1
 
     def install_signals(self) -> None:
@@ -378,14 +371,9 @@ class _Relay:
                     continue
                 st = by_sock[s]
                 q = st.q
+                append = q.append
+                admit = st.model.admit
                 recv = s.recvmsg_into
-                loss = st.loss
-                rnd_loss = st.rng_loss.random
-                jit = st.jit
-                uni = st.rng_jit.uniform
-                base = st.base
-                limit = st.limit
-                prev = st.prev
                 n_in = 0
                 for _ in range(BATCH):
                     try:
@@ -410,22 +398,9 @@ class _Relay:
                     else:
                         ts = now_f()
                         st.ts_fallbacks += 1
-                    if loss and rnd_loss() < loss:
-                        st.dropped_loss += 1
-                        continue
-                    if len(q) >= limit:
-                        st.dropped_queue += 1
-                        continue
-                    rel = ts + base
-                    if jit:
-                        rel += uni(-jit, jit)
-                    if rel < ts:
-                        rel = ts
-                    if rel < prev:
-                        rel = prev
-                    prev = rel
-                    q.append((rel, mv[:n].tobytes()))
-                st.prev = prev
+                    rel = admit(ts)
+                    if rel is not None:
+                        append((rel, mv[:n].tobytes()))
                 st.packets_in += n_in
                 if len(q) > st.max_queue:
                     st.max_queue = len(q)
