@@ -9,63 +9,50 @@ forwards Ethernet frames between the two halves::
 One link is two *hops*, one per direction: hop ``a>b`` reads frames arriving on
 RA and writes them to RB, hop ``b>a`` reads on RB and writes on RA.  One
 AF_PACKET socket per relay interface serves both hops (read for one, write for
-the other).  Bandwidth is shaped elsewhere (HTB in the kernel), not here.
+the other).  Bandwidth is shaped elsewhere (HTB in the kernel), not here.  Each frame
+leaves at its kernel receive stamp plus the hop's delay and jitter, less the
+compensation, never earlier than received and never before the hop's previous frame.
 
-Scheduling model (per hop, see :func:`release_time`)::
+Modules:
 
-    release = max(rx_ts + delay + jitter_sample - compensation,  # configured
-                  rx_ts,                                          # never early
-                  previous_release_of_this_hop)                   # never reorder
-
-* ``rx_ts`` is the kernel receive timestamp of the frame (``SO_TIMESTAMPNS``,
-  CLOCK_REALTIME).  If the kernel hands back an implausible stamp (absent, or
-  more than 0.5 s in the past, e.g. a monotonic EDT stamp left by TCP pacing)
-  the userspace clock at receive is used instead and counted in ``ts_fallbacks``.
-* ``jitter_sample`` is uniform in ``[-jitter_us, +jitter_us]``.  Because frames
-  of one hop are never reordered (like a fiber, unlike netem's default), a frame
-  that follows a strongly delayed one inherits its release time; at high packet
-  rates the delay distribution is therefore skewed upwards.
-* ``compensation_us`` is the substrate baseline (time the userspace OVS switch
-  adds) that the builder measured and wants subtracted; the floor at ``rx_ts``
-  means a compensation larger than ``delay + jitter`` simply yields zero delay.
-* Since releases are monotonic per hop, each hop is a FIFO ``deque`` (no heap).
-* ``loss``: Bernoulli per frame, drawn from a per-hop RNG seeded from
-  ``(seed, hop index)``; jitter uses a second per-hop RNG, so the loss sequence
-  does not depend on the jitter setting.  Runs are reproducible for the same
-  frame sequence.
-* ``limit``: drop-tail limit of the hop's queue in frames (``dropped_queue``).
-
-Timing: CPython's ``epoll``/``poll`` round timeouts up to whole milliseconds,
-``select.select`` takes microseconds, so the loop sleeps in ``select`` with the
-exact time to the next release, and the process timer slack is set to 1 µs
-(``prctl(PR_SET_TIMERSLACK)``).  No busy waiting.
-
-Own transmissions are never relayed: ``PACKET_IGNORE_OUTGOING`` is set and the
-``pkttype`` of each received frame is checked (``PACKET_OUTGOING`` skipped).
-Limitations: VLAN tags stripped into skb metadata by the kernel are not
-re-inserted (the backbone carries untagged frames); frames above 64 KiB are
-dropped (``dropped_trunc``).
+* :mod:`~emulation.delayline.config`: :class:`Hop`, config validation,
+  :func:`split_links` (links over worker processes);
+* :mod:`~emulation.delayline.model`: what a hop does to a frame (loss, queue limit,
+  :func:`release_time`), as :class:`HopModel`, which the relay loop calls per frame;
+* :mod:`~emulation.delayline.relay`: the relay loop (receive stamps, queues, release,
+  when it sleeps and when it busy-waits), stats, signals;
+* :mod:`~emulation.delayline.sockets`: AF_PACKET sockets, timer slack, SCHED_FIFO;
+* :mod:`~emulation.delayline.process`: :class:`DelayLineProcess` (start, wait until
+  ready, stats, new compensation, stop) and the CLI :func:`main`.
 
 Run as ``python -m emulation.delayline CONFIG.json`` (config format below) or use
-:class:`DelayLineProcess` from Python.  The module only uses the standard
-library, so it runs under any python3 (Debian's, the .venv, pyenv).
+:class:`DelayLineProcess` from Python.  The package only uses the standard library, so
+it runs under any python3 (Debian's, the .venv, pyenv).
 
 Config (JSON)::
 
     {"format": "edwc-delayline/1",
      "seed": 1,
+     "rt_priority": 10,
      "stats_path": "/run/dir/delayline-0.stats.json",
      "ready_path": "/run/dir/delayline-0.ready",
      "hops": [{"id": "beijing-bth:a>b", "in_if": "xk3p9r3a", "out_if": "xk3p9r3b",
                "delay_us": 10000, "jitter_us": 0, "loss": 0.0, "limit": 1000,
                "compensation_us": 150}]}
 
+``seed`` (default 0) seeds the per-hop loss and jitter RNGs; ``rt_priority`` (0-99,
+default 0 = normal scheduling) asks for SCHED_FIFO; hop fields other than ``id``,
+``in_if``, ``out_if`` and ``delay_us`` are optional (defaults as above, with
+``compensation_us`` 0).
+
 SIGHUP re-reads compensation_us of every hop from the config file (nothing else).
 
-Stats (JSON, written atomically on SIGTERM/SIGINT exit and on SIGUSR1): see
-:func:`_Relay.stats`.  Exit codes: 0 clean stop, 2 bad config or interface
-(message on stderr, no ready file), 1 unexpected error.
+Stats (JSON, written atomically on SIGUSR1 and when the loop ends, on SIGTERM/SIGINT or
+an error): see :meth:`emulation.delayline.relay.Relay.stats`.  Exit codes: 0 clean stop,
+2 bad config or interface (message on stderr, no ready file), 1 unexpected error
+(traceback in the log).
 """
+
 
 from emulation.delayline.config import (
     FORMAT,
@@ -77,26 +64,25 @@ from emulation.delayline.config import (
     validate_config,
     validate_hops,
 )
-from emulation.delayline.model import hop_rngs, release_time
+from emulation.delayline.model import HopModel, hop_rngs, release_time
 from emulation.delayline.process import DelayLineProcess, main
 from emulation.delayline.relay import (
     BATCH,
     FRAME_BUF,
     LATENESS_SAMPLES,
     SAMPLE_EVERY,
-    SOCK_BUF,
     SPIN_BUDGET_MAX,
     SPIN_CPU_FRACTION,
     SPIN_US,
     STATS_FORMAT,
     TS_MAX_AGE,
-    set_timer_slack,
 )
+from emulation.delayline.sockets import SOCK_BUF, set_timer_slack
 
 __all__ = [
     "BATCH", "FORMAT", "FRAME_BUF", "LATENESS_SAMPLES", "MAX_DELAY_US", "MAX_LIMIT",
     "SAMPLE_EVERY", "SOCK_BUF", "SPIN_BUDGET_MAX", "SPIN_CPU_FRACTION", "SPIN_US",
-    "STATS_FORMAT", "TS_MAX_AGE", "DelayLineError", "DelayLineProcess", "Hop", "hop_rngs",
-    "main", "release_time", "set_timer_slack", "split_links", "validate_config",
+    "STATS_FORMAT", "TS_MAX_AGE", "DelayLineError", "DelayLineProcess", "Hop", "HopModel",
+    "hop_rngs", "main", "release_time", "set_timer_slack", "split_links", "validate_config",
     "validate_hops",
 ]

@@ -178,9 +178,11 @@ def split_links(link_hops: list[tuple[Hop, Hop]], workers: int) -> list[list[Hop
 
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- files
 
 def atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and rename (readers never see
+    half a file): the config, ready and stats files."""
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)

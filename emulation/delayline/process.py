@@ -19,7 +19,7 @@ from emulation.delayline.config import (
     validate_config,
     validate_hops,
 )
-from emulation.delayline.relay import _Relay
+from emulation.delayline.relay import Relay
 
 
 def _repo_root() -> str:
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             raise DelayLineError(f"config {path!r} is not valid JSON: {e}") from None
         hops = validate_config(obj)
-        relay = _Relay(hops, obj.get("seed", 0), obj["stats_path"], obj["ready_path"])
+        relay = Relay(hops, obj.get("seed", 0), obj["stats_path"], obj["ready_path"])
         relay.config_path = path
         relay.rt_priority = obj.get("rt_priority", 0)
         try:

@@ -1,10 +1,49 @@
-"""The relay process: AF_PACKET sockets, receive timestamps, the release loop, stats."""
+"""The relay process: receive, stamp, queue and release frames; stats and signals.
+
+One :class:`Relay` serves a set of hops in one thread. Each round of :meth:`Relay.run`:
+
+1. sends, per hop, every queued frame whose release time has come
+   (:meth:`HopRelay.send_due`);
+2. handles a pending SIGHUP (new compensation) or SIGUSR1 (write stats);
+3. waits in ``select()`` for a readable socket, the signal wake-up pipe, or the next
+   release (below);
+4. reads up to ``BATCH`` frames from each readable socket; each gets its receive stamp
+   and the hop's :meth:`~emulation.delayline.model.HopModel.admit` decides whether it is
+   queued and when it leaves (:meth:`HopRelay.receive`).
+
+Receive stamps: the kernel's ``SO_TIMESTAMPNS`` (CLOCK_REALTIME). A frame without one,
+or whose stamp is more than ``TS_MAX_AGE`` (5 ms) older than the moment ``select()``
+returned (e.g. a monotonic EDT stamp left by TCP pacing), is stamped with ``time.time()``
+at the read instead and counted in ``ts_fallbacks``.
+
+Waiting, and when it busy-waits: CPython's ``epoll``/``poll`` round timeouts to whole
+milliseconds, ``select.select`` takes microseconds, and the process timer slack is set to
+1 µs (``prctl(PR_SET_TIMERSLACK)``). Still, ``select()`` wakes up late by tens of µs
+(more on a loaded machine), so with frames queued the loop sleeps until ``margin``
+before the next release and then busy-waits: it calls ``select()`` with timeout 0
+(sockets are still read) round after round until the release is due. ``margin`` is
+``est + 20 µs``, at most ``spin_us`` (``SPIN_US`` = 300 µs; environment variable
+``EDWC_DELAYLINE_SPIN_US``, 0 = never busy-wait), where ``est`` is a moving average
+(weight 1/8, samples capped at 500 µs, start 50 µs) of how late timed ``select()`` calls
+returned. Busy-waiting is paid from a token bucket of wall time: it fills at
+``SPIN_CPU_FRACTION`` (5 %) of elapsed time up to ``SPIN_BUDGET_MAX`` (20 ms) and is
+drained by the time spent in busy-wait rounds; while it is empty the loop sleeps in
+``select()`` with the exact time to the release. So busy-waiting takes at most about 5 %
+of a core over time (20 ms in a burst). With nothing queued, ``select()`` blocks until a
+frame or a signal arrives.
+
+Own transmissions are never relayed (:mod:`emulation.delayline.sockets`). Limitations:
+VLAN tags stripped into skb metadata by the kernel are not re-inserted (the backbone
+carries untagged frames); frames longer than ``FRAME_BUF`` (64 KiB) are dropped
+(``dropped_trunc``).
+"""
 
 from __future__ import annotations
 
 import gc
 import json
 import os
+import select
 import signal
 import struct
 import sys
@@ -13,45 +52,35 @@ from collections import deque
 
 from emulation.delayline.config import DelayLineError, Hop, atomic_write, validate_config
 from emulation.delayline.model import HopModel
+from emulation.delayline.sockets import (
+    MSG_TRUNC,
+    PACKET_OUTGOING,
+    TIMESTAMP_CMSG_SPACE,
+    open_packet_socket,
+    set_realtime,
+    set_timer_slack,
+)
 
 STATS_FORMAT = "edwc-delayline-stats/1"
 
-# Linux constants (not all exported by the socket module).
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23
-PACKET_OUTGOING = 4
-ETH_P_ALL = 0x0003
-SO_TIMESTAMPNS = getattr(__import__("socket"), "SO_TIMESTAMPNS", 35)
-SO_RCVBUFFORCE = 33
-SO_SNDBUFFORCE = 32
-PR_SET_TIMERSLACK = 29
-
 FRAME_BUF = 65536  # bytes per frame buffer
-SOCK_BUF = 8 * 1024 * 1024  # requested SO_RCVBUF / SO_SNDBUF
 BATCH = 64  # frames drained per readable socket per round
 LATENESS_SAMPLES = 20000  # ring of recent lateness samples per hop
-SAMPLE_EVERY = 8  # besides the first frame of every release burst
+SAMPLE_EVERY = 8  # besides the first frame of every release burst (a power of two)
 TS_MAX_AGE = 0.005  # kernel stamps older than this (s) at wake-up are not trusted: the frame
 # is stamped now instead (counted as ts_fallbacks). 0.5 s let stale stamps through and frames
 # left early (relay lateness up to 0.5 s measured on the backbone); 5 ms still covers a
 # relay that wakes late under load.
-# Hybrid sleep: poll (no sleeping) for at most SPIN_US before a release, within a CPU
-# budget of SPIN_CPU_FRACTION of one core (token bucket, burst SPIN_BUDGET_MAX seconds).
-# Override with the environment variable EDWC_DELAYLINE_SPIN_US (0 = pure sleeping).
+# Busy-wait before a release (module docstring): at most SPIN_US, paid from a token bucket
+# that fills at SPIN_CPU_FRACTION of elapsed time up to SPIN_BUDGET_MAX seconds.
 SPIN_US = 300
 SPIN_CPU_FRACTION = 0.05
 SPIN_BUDGET_MAX = 0.02
+SPIN_EST_START = 50e-6  # first guess of select()'s wake-up lateness (s)
+SPIN_EST_MAX = 500e-6  # a single lateness sample counts at most this much
+SPIN_GUARD = 20e-6  # busy-wait this much more than the expected lateness
 
-
-def set_timer_slack(ns: int = 1000) -> bool:
-    """Set this process's timer slack (PR_SET_TIMERSLACK); False if unavailable."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(ns), 0, 0, 0) == 0
-    except Exception:  # noqa: BLE001 - non-Linux or no libc: report, do not fail
-        return False
+_TIMESPEC = struct.Struct("=qq").unpack_from
 
 
 def _percentiles(samples) -> dict:
@@ -66,10 +95,16 @@ def _percentiles(samples) -> dict:
     return {"p50": pct(0.50), "p99": pct(0.99), "max": round(s[-1] * 1e6, 1), "samples": n}
 
 
-class _HopState:
+class HopRelay:
+    """One hop inside the relay: its :class:`HopModel`, its two sockets, its counters.
+
+    ``q`` is the model's queue. ``in_sock`` / ``out_sock`` are set by
+    :meth:`Relay.open_sockets` (or by a test, with any object that has ``recvmsg_into`` /
+    ``send`` like a non-blocking AF_PACKET socket)."""
+
     __slots__ = ("hop", "index", "model", "q", "packets_in", "packets_out", "bytes_out",
                  "dropped_trunc", "send_errors", "max_queue", "late", "late_i", "late_n",
-                 "out_sock", "in_sock", "ts_fallbacks", "skipped_outgoing")
+                 "out_sock", "in_sock", "ts_fallbacks", "skipped_outgoing", "_bufs", "_mv")
 
     def __init__(self, hop: Hop, index: int, seed: int):
         self.hop = hop
@@ -86,16 +121,98 @@ class _HopState:
         self.skipped_outgoing = 0
         self.out_sock = None
         self.in_sock = None
+        buf = bytearray(FRAME_BUF)
+        self._bufs = [buf]
+        self._mv = memoryview(buf)
+
+    def receive(self, t_wake: float) -> None:
+        """Read up to ``BATCH`` frames from ``in_sock`` (until it would block or fails),
+        stamp each (kernel stamp, or the clock when it is missing or older than
+        ``TS_MAX_AGE`` before ``t_wake``) and queue those :meth:`HopModel.admit` admits."""
+        recv = self.in_sock.recvmsg_into
+        bufs = self._bufs
+        mv = self._mv
+        admit = self.model.admit
+        append = self.q.append
+        unpack = _TIMESPEC
+        now_f = time.time
+        ancsize = TIMESTAMP_CMSG_SPACE
+        outgoing = PACKET_OUTGOING
+        trunc = MSG_TRUNC
+        oldest = t_wake - TS_MAX_AGE
+        n_in = 0
+        for _ in range(BATCH):
+            try:
+                n, anc, flags, addr = recv(bufs, ancsize)
+            except OSError:  # EAGAIN: drained; any other error: retried next round
+                break
+            if addr[2] == outgoing:
+                self.skipped_outgoing += 1
+                continue
+            n_in += 1
+            if flags & trunc:
+                self.dropped_trunc += 1
+                continue
+            if anc:
+                sec, nsec = unpack(anc[0][2])
+                ts = sec + nsec * 1e-9
+                if ts < oldest:
+                    ts = now_f()
+                    self.ts_fallbacks += 1
+            else:
+                ts = now_f()
+                self.ts_fallbacks += 1
+            rel = admit(ts)
+            if rel is not None:
+                append((rel, mv[:n].tobytes()))
+        self.packets_in += n_in
+        if len(self.q) > self.max_queue:
+            self.max_queue = len(self.q)
+
+    def send_due(self, now: float) -> None:
+        """Send, in order, every queued frame whose release time is at or before ``now``.
+
+        Lateness (clock just before ``send()`` minus the release time) is sampled for the
+        first frame of the burst and then whenever the count of frames sent in this burst
+        is a multiple of ``SAMPLE_EVERY``. A failed ``send()`` drops the frame
+        (``send_errors``)."""
+        q = self.q
+        popleft = q.popleft
+        send = self.out_sock.send
+        late = self.late
+        now_f = time.time
+        late_max = LATENESS_SAMPLES
+        sample_mask = SAMPLE_EVERY - 1
+        first = True
+        sent = nbytes = errs = 0
+        while q and q[0][0] <= now:
+            rel, data = popleft()
+            if first or not (sent & sample_mask):
+                first = False
+                i = self.late_i
+                late[i] = now_f() - rel
+                self.late_i = i + 1 if i + 1 < late_max else 0
+                self.late_n += 1
+            try:
+                send(data)
+                sent += 1
+                nbytes += len(data)
+            except OSError:
+                errs += 1
+        self.packets_out += sent
+        self.bytes_out += nbytes
+        self.send_errors += errs
 
     def stats(self) -> dict:
+        m = self.model
         return {
             "in_if": self.hop.in_if, "out_if": self.hop.out_if,
             "delay_us": self.hop.delay_us, "jitter_us": self.hop.jitter_us,
             "loss": self.hop.loss, "limit": self.hop.limit,
             "compensation_us": self.hop.compensation_us,
             "packets_in": self.packets_in, "packets_out": self.packets_out,
-            "bytes_out": self.bytes_out, "dropped_loss": self.model.dropped_loss,
-            "dropped_queue": self.model.dropped_queue, "dropped_trunc": self.dropped_trunc,
+            "bytes_out": self.bytes_out, "dropped_loss": m.dropped_loss,
+            "dropped_queue": m.dropped_queue, "dropped_trunc": self.dropped_trunc,
             "send_errors": self.send_errors, "max_queue": self.max_queue,
             "queued": len(self.q), "ts_fallbacks": self.ts_fallbacks,
             "skipped_outgoing": self.skipped_outgoing,
@@ -103,15 +220,15 @@ class _HopState:
         }
 
 
-# --------------------------------------------------------------------------- the relay
+class Relay:
+    """One relay process's hops, sockets, signals and loop (:meth:`serve` runs it)."""
 
-class _Relay:
     def __init__(self, hops: list[Hop], seed: int, stats_path: str, ready_path: str):
         self.hops = hops
         self.seed = seed
         self.stats_path = stats_path
         self.ready_path = ready_path
-        self.states = [_HopState(h, i, seed) for i, h in enumerate(hops)]
+        self.states = [HopRelay(h, i, seed) for i, h in enumerate(hops)]
         self.socks: dict[str, object] = {}
         self.started_at = time.time()
         self.timer_slack_set = False
@@ -131,49 +248,13 @@ class _Relay:
 
     # -- setup
     def open_sockets(self) -> None:
-        import socket
-
+        """One socket per relay interface, shared by the hop that reads it and the hop that
+        writes it; an interface no hop reads gets a write-only socket."""
         readers = {h.in_if for h in self.hops}
-        for ifname in sorted({h.in_if for h in self.hops} | {h.out_if for h in self.hops}):
-            try:
-                socket.if_nametoindex(ifname)
-            except OSError:
-                users = [f"{h.id!r} ({'in_if' if h.in_if == ifname else 'out_if'})"
-                         for h in self.hops if ifname in (h.in_if, h.out_if)]
-                raise DelayLineError(
-                    f"interface {ifname!r} of hop {', '.join(users)} does not exist in this "
-                    f"network namespace; create the veth pair (and bring it up) before starting "
-                    f"the delay line, or fix the name in the config") from None
-            proto = ETH_P_ALL if ifname in readers else 0  # write-only: receive nothing
-            try:
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
-            except PermissionError:
-                raise DelayLineError(
-                    "opening an AF_PACKET socket needs root (CAP_NET_RAW); run as root") from None
-            for opt, force, size in ((socket.SO_RCVBUF, SO_RCVBUFFORCE, SOCK_BUF),
-                                     (socket.SO_SNDBUF, SO_SNDBUFFORCE, SOCK_BUF)):
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, force, size)
-                except OSError:
-                    s.setsockopt(socket.SOL_SOCKET, opt, size)
-            try:
-                s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            except OSError:
-                pass  # old kernel: the pkttype check below still filters our own frames
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            try:
-                s.bind((ifname, proto))
-            except OSError as e:
-                s.close()
-                raise DelayLineError(
-                    f"cannot bind an AF_PACKET socket to interface {ifname!r}: {e.strerror}; "
-                    f"check that it exists in this namespace") from None
-            s.setblocking(False)
-            self.socks[ifname] = s
-            if s.fileno() >= 1024:
-                raise DelayLineError(
-                    f"socket for {ifname!r} got fd {s.fileno()} >= 1024 (select() limit); "
-                    f"split the hops over more delay-line processes (split_links)")
+        for ifname in sorted(readers | {h.out_if for h in self.hops}):
+            users = ", ".join(f"{h.id!r} ({'in_if' if h.in_if == ifname else 'out_if'})"
+                              for h in self.hops if ifname in (h.in_if, h.out_if))
+            self.socks[ifname] = open_packet_socket(ifname, ifname in readers, users)
         for st in self.states:
             st.in_sock = self.socks[st.hop.in_if]
             st.out_sock = self.socks[st.hop.out_if]
@@ -188,6 +269,11 @@ class _Relay:
 
     # -- stats
     def stats(self) -> dict:
+        """The stats file: process facts (pid, seq, seed, cpu, realtime, spin settings) and
+        per hop its settings, packet/byte counters, drops by cause (``dropped_loss``,
+        ``dropped_queue``, ``dropped_trunc``, ``send_errors``), ``max_queue``, ``queued``,
+        ``ts_fallbacks``, ``skipped_outgoing`` and ``lateness_us`` (p50/p99/max over the
+        last ``LATENESS_SAMPLES`` samples, see :meth:`HopRelay.send_due`)."""
         ru = None
         try:
             import resource
@@ -210,7 +296,7 @@ class _Relay:
     def write_stats(self) -> None:
         atomic_write(self.stats_path, json.dumps(self.stats(), indent=1, sort_keys=True) + "\n")
 
-    # -- signals
+    # -- signals: the handlers only set flags; the loop acts on them between rounds
     def _on_stop(self, signum, frame):
         self.running = False
 
@@ -237,6 +323,9 @@ class _Relay:
         self.reloads += 1
 
     def install_signals(self) -> None:
+        """Handlers for SIGTERM/SIGINT (stop), SIGUSR1 (stats), SIGHUP (reload). The wake-up
+        pipe (``signal.set_wakeup_fd``) is in the select() set, so a signal that arrives
+        while the loop sleeps ends the sleep (select() itself is retried after EINTR)."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -248,29 +337,18 @@ class _Relay:
 
     # -- main loop
     def run(self) -> None:
-        import select
-
+        """Rounds of send, signals, wait, receive until SIGTERM/SIGINT (module docstring)."""
         states = self.states
         rlist = [st.in_sock for st in states] + [self._wake_r]
-        by_sock = {st.in_sock: st for st in states}
+        receivers = {st.in_sock: st.receive for st in states}
         wake_r = self._wake_r
-        buf = bytearray(FRAME_BUF)
-        mv = memoryview(buf)
-        bufs = [buf]
-        ancsize = _socket_cmsg_space(16)
-        ts_unpack = struct.Struct("=qq").unpack_from
         now_f = time.time
         sel = select.select
-        MSG_TRUNC = 0x20
-        late_max = LATENESS_SAMPLES
-        sample_mask = SAMPLE_EVERY - 1
 
-        # Hybrid sleep (see module doc): sleep in select() until ``margin`` before the
-        # next release, then poll (select with timeout 0, still reading sockets) up to
-        # the release.  ``est`` tracks how late select() wakes up on this machine;
-        # the polling is capped by a CPU budget of SPIN_CPU_FRACTION of one core.
+        # busy-wait state (module docstring): est = expected lateness of a timed select(),
+        # budget = seconds of busy-waiting still allowed (token bucket)
         spin_window = self.spin_us * 1e-6
-        est = 50e-6
+        est = SPIN_EST_START
         budget = SPIN_BUDGET_MAX
         last_t = now_f()
         spin_frac = SPIN_CPU_FRACTION
@@ -278,7 +356,7 @@ class _Relay:
         spinning = False
 
         while self.running:
-            # ---- release everything that is due
+            # ---- pay for the last round if it busy-waited, else refill the bucket
             now = now_f()
             if spinning:
                 budget -= now - last_t
@@ -287,46 +365,26 @@ class _Relay:
                 if budget > budget_max:
                     budget = budget_max
             last_t = now
+            # ---- release everything that is due; nxt = earliest release still queued
             nxt = None
             for st in states:
                 q = st.q
                 if not q:
                     continue
                 if q[0][0] <= now:
-                    send = st.out_sock.send
-                    first = True
-                    sent = 0
-                    nbytes = 0
-                    errs = 0
-                    while q and q[0][0] <= now:
-                        rel, data = q.popleft()
-                        if first or not (sent & sample_mask):
-                            # lateness: time the frame enters the out interface - schedule
-                            first = False
-                            i = st.late_i
-                            st.late[i] = now_f() - rel
-                            st.late_i = i + 1 if i + 1 < late_max else 0
-                            st.late_n += 1
-                        try:
-                            send(data)
-                            sent += 1
-                            nbytes += len(data)
-                        except OSError:
-                            errs += 1
-                    st.packets_out += sent
-                    st.bytes_out += nbytes
-                    st.send_errors += errs
-                if q:
-                    d = q[0][0]
-                    if nxt is None or d < nxt:
-                        nxt = d
+                    st.send_due(now)
+                    if not q:
+                        continue
+                d = q[0][0]
+                if nxt is None or d < nxt:
+                    nxt = d
             if self.want_reload:
                 self.want_reload = False
                 self.reload_compensation()
             if self.want_stats:
                 self.want_stats = False
                 self.write_stats()
-            # ---- sleep until the next release or a frame arrives
+            # ---- wait: block (nothing queued), poll (due, or busy-wait), or timed sleep
             spinning = False
             timed = False
             if nxt is None:
@@ -337,7 +395,7 @@ class _Relay:
                 if wait <= 0:
                     wait = 0
                 elif spin_window > 0 and budget > 0:
-                    margin = est + 20e-6
+                    margin = est + SPIN_GUARD
                     if margin > spin_window:
                         margin = spin_window
                     if wait <= margin:
@@ -355,11 +413,12 @@ class _Relay:
                 over = now_f() - target
                 if over < 0:
                     over = 0
-                elif over > 500e-6:
-                    over = 500e-6
+                elif over > SPIN_EST_MAX:
+                    over = SPIN_EST_MAX
                 est += (over - est) * 0.125
             if not ready:
                 continue
+            # ---- receive
             t_wake = now_f()
             for s in ready:
                 if s is wake_r:
@@ -369,60 +428,14 @@ class _Relay:
                     except BlockingIOError:
                         pass
                     continue
-                st = by_sock[s]
-                q = st.q
-                append = q.append
-                admit = st.model.admit
-                recv = s.recvmsg_into
-                n_in = 0
-                for _ in range(BATCH):
-                    try:
-                        n, anc, flags, addr = recv(bufs, ancsize)
-                    except BlockingIOError:
-                        break
-                    except OSError:
-                        break
-                    if addr[2] == PACKET_OUTGOING:
-                        st.skipped_outgoing += 1
-                        continue
-                    n_in += 1
-                    if flags & MSG_TRUNC:
-                        st.dropped_trunc += 1
-                        continue
-                    if anc:
-                        sec, nsec = ts_unpack(anc[0][2])
-                        ts = sec + nsec * 1e-9
-                        if ts < t_wake - TS_MAX_AGE:
-                            ts = now_f()
-                            st.ts_fallbacks += 1
-                    else:
-                        ts = now_f()
-                        st.ts_fallbacks += 1
-                    rel = admit(ts)
-                    if rel is not None:
-                        append((rel, mv[:n].tobytes()))
-                st.packets_in += n_in
-                if len(q) > st.max_queue:
-                    st.max_queue = len(q)
+                receivers[s](t_wake)
 
     # -- lifecycle
-    def set_realtime(self, priority: int) -> None:
-        """SCHED_FIFO: a relay that wakes behind a busy thread (OVS's PMD busy-polls a core)
-        waits up to a scheduler slice, milliseconds. Measured on the backbone: RTT minus pair
-        median p90/p99 0.6/6.7 ms without, 0.14/0.4 ms with. The kernel's RT throttling
-        (sched_rt_runtime_us) keeps a saturated relay from locking a core."""
-        if priority <= 0:
-            self.realtime = "off"
-            return
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-            self.realtime = f"SCHED_FIFO {priority}"
-        except (OSError, AttributeError) as e:
-            self.realtime = f"not available: {e}"
-
     def serve(self) -> None:
+        """Set up (timer slack, scheduling, signals, sockets), write the ready file, run the
+        loop; on any exit write the final stats and close the sockets."""
         self.timer_slack_set = set_timer_slack(1000)
-        self.set_realtime(self.rt_priority)
+        self.realtime = set_realtime(self.rt_priority)
         self.install_signals()
         self.open_sockets()
         atomic_write(self.ready_path, json.dumps({"pid": os.getpid(), "at": time.time()}) + "\n")
@@ -437,10 +450,3 @@ class _Relay:
             self.running = False
             self.write_stats()
             self.close()
-
-
-def _socket_cmsg_space(n: int) -> int:
-    import socket
-
-    return socket.CMSG_SPACE(n)
-
