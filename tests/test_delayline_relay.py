@@ -175,16 +175,50 @@ def test_receive_reads_at_most_one_batch():
     assert len(st.q) == BATCH + 10
 
 
-# ----------------------------------------------------------------- send
+# ----------------------------------------------------------------- the whole loop
 
-def test_send_due_in_order_counters_and_lateness_samples():
-    st, _, fout = hop_relay(hop())
-    fout.fail_on = {3}
+class Loop:
+    """Relay.run in a thread with stand-in sockets; ``stop()`` ends it."""
+
+    def __init__(self, relay: Relay):
+        self.relay = relay
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        relay._wake_r = self.wake_r
+        self.thread = threading.Thread(target=relay.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.relay.running = False
+        os.write(self.wake_w, b"x")
+
+    def join(self, timeout: float = 10) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "relay loop did not stop"
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.thread.join(5)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+
+def test_run_sends_due_frames_in_order_with_counters_and_lateness_samples(tmp_path):
+    relay = Relay([hop()], 1, str(tmp_path / "s.json"), str(tmp_path / "r"))
+    st = relay.states[0]
+    st.in_sock = FakeIn()
+    loop = Loop(relay)
+    st.out_sock = FakeOut(fail_on={3}, on_send=lambda out: len(out.sent) == 19 and loop.stop())
     now = time.time()
     for i in range(20):
         st.q.append((now - 1 + i * 1e-3, b"%02d" % i))
-    st.q.append((now + 10, b"later"))
-    st.send_due(now)
+    st.q.append((now + 60, b"later"))
+    with loop:
+        loop.join()
+    fout = st.out_sock
     assert [d for _, d in fout.sent] == [b"%02d" % i for i in range(20) if i != 2]
     assert st.packets_out == 19 and st.send_errors == 1
     assert st.bytes_out == 38 and [d for _, d in st.q] == [b"later"]
@@ -192,53 +226,34 @@ def test_send_due_in_order_counters_and_lateness_samples():
     # SAMPLE_EVERY (8); the failed send of frame 2 does not count: frames 0, 9 and 17
     assert SAMPLE_EVERY == 8
     assert st.late_n == 3 and st.late_i == 3
-    sampled = 3
-    assert all(0.9 < x < 2.0 for x in st.late[:sampled])
+    assert all(0.9 < x < 2.0 for x in st.late[:3])
+    st.in_sock.close()
 
-
-# ----------------------------------------------------------------- the whole loop
 
 def test_run_relays_with_the_configured_delay(tmp_path):
-    """Relay.run with stand-in sockets: every frame leaves at or after its release time,
-    in order, and the loop stops when asked."""
-    h = hop(delay_us=3000)
-    relay = Relay([h], 1, str(tmp_path / "s.json"), str(tmp_path / "r"))
+    """Every frame leaves at or after its release time, in order, and is counted."""
+    relay = Relay([hop(delay_us=3000)], 1, str(tmp_path / "s.json"), str(tmp_path / "r"))
     st = relay.states[0]
-    fin = FakeIn()
     n = 30
-
-    def stop_when_done(out):
-        if len(out.sent) == n:
-            relay.running = False
-            os.write(wake_w, b"x")
-
-    fout = FakeOut(on_send=stop_when_done)
-    st.in_sock, st.out_sock = fin, fout
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    relay._wake_r = wake_r
-    th = threading.Thread(target=relay.run, daemon=True)
-    th.start()
+    fin = FakeIn()
+    loop = Loop(relay)
+    st.in_sock = fin
+    st.out_sock = FakeOut(on_send=lambda out: len(out.sent) == n and loop.stop())
     stamps = []
-    try:
+    with loop:
         for i in range(n):
             t = time.time()
             stamps.append(t)
             fin.put(b"%02d" % i, stamp(t))
             time.sleep(0.0005)
-        th.join(10)
-        assert not th.is_alive()
-    finally:
-        relay.running = False
-        os.write(wake_w, b"x")
-        th.join(5)
-        fin.close()
-        os.close(wake_r)
-        os.close(wake_w)
-    assert [d for _, d in fout.sent] == [b"%02d" % i for i in range(n)]
-    for (sent_at, _), t in zip(fout.sent, stamps):
+        loop.join()
+    fin.close()
+    sent = st.out_sock.sent
+    assert [d for _, d in sent] == [b"%02d" % i for i in range(n)]
+    for (sent_at, _), t in zip(sent, stamps):
         assert sent_at >= t + 0.003 - 1e-6  # never early
     assert st.packets_in == st.packets_out == n
+    assert st.late_n >= 1
 
 
 def test_reload_takes_the_new_compensation(tmp_path):
