@@ -23,13 +23,13 @@ before the next release and then busy-waits: it calls ``select()`` with timeout 
 (sockets are still read) round after round until the release is due. ``margin`` is
 ``est + 20 µs``, at most ``spin_us`` (``SPIN_US`` = 300 µs; environment variable
 ``EDWC_DELAYLINE_SPIN_US``, 0 = never busy-wait), where ``est`` is a moving average
-(weight 1/8, samples capped at 500 µs, start 50 µs) of how late timed ``select()`` calls
-returned. Busy-waiting is paid from a token bucket of wall time: it fills at
-``SPIN_CPU_FRACTION`` (5 %) of elapsed time up to ``SPIN_BUDGET_MAX`` (20 ms) and is
-drained by the time spent in busy-wait rounds; while it is empty the loop sleeps in
-``select()`` with the exact time to the release. So busy-waiting takes at most about 5 %
-of a core over time (20 ms in a burst). With nothing queued, ``select()`` blocks until a
-frame or a signal arrives.
+(weight 1/8, start 50 µs) of how late timed ``select()`` calls that saw no frame returned
+(each sample clamped to 0-500 µs). Busy-waiting is paid from a token bucket of wall time:
+it fills at ``SPIN_CPU_FRACTION`` (5 %) of the time spent in other rounds, up to
+``SPIN_BUDGET_MAX`` (20 ms), and is drained by the wall time of busy-wait rounds; while
+it is empty the loop sleeps in ``select()`` with the exact time to the release (the rest
+of a busy-wait too). So busy-waiting takes at most about 5 % of a core over time, 20 ms
+in a burst. With nothing queued, ``select()`` blocks until a frame or a signal arrives.
 
 Own transmissions are never relayed (:mod:`emulation.delayline.sockets`). Limitations:
 VLAN tags stripped into skb metadata by the kernel are not re-inserted (the backbone
