@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from common import procs
 from emulation.delayline.config import (
     FORMAT,
     DelayLineError,
@@ -20,11 +21,6 @@ from emulation.delayline.config import (
     validate_hops,
 )
 from emulation.delayline.relay import Relay
-
-
-def _repo_root() -> str:
-    """The checkout holding the ``emulation`` package (emulation/delayline/process.py)."""
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class DelayLineProcess:
@@ -59,15 +55,13 @@ class DelayLineProcess:
         config_path = base + ".json"
         atomic_write(config_path, json.dumps(cfg, indent=1) + "\n")
         log_path = base + ".log"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = _repo_root() + (
-            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(log_path, "ab") as log:
+            # `ip netns exec` in front of the program: common.procs' command and environment
             prefix = ["ip", "netns", "exec", netns] if netns else []
             proc = subprocess.Popen(
-                [*prefix, python, "-m", "emulation.delayline", config_path],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, env=env, cwd=_repo_root())
+                [*prefix, *procs.module_command("emulation.delayline", [config_path], python)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env=procs.project_env(), cwd=str(procs.PROJECT_ROOT))
         self = cls(proc, config_path, cfg["stats_path"], cfg["ready_path"], log_path)
         deadline = time.monotonic() + ready_timeout
         while True:
