@@ -308,8 +308,8 @@ class Relay:
         first frame of each hop's burst and then whenever the count of frames sent in the
         burst is a multiple of ``SAMPLE_EVERY``. A failed ``send()`` drops the frame
         (``send_errors``). The send step is written out here rather than called as a
-        method: a call there added about 1 us to the median lateness (measured with an
-        in-process relay; see the commit message)."""
+        method: a call there raised the median lateness from 2.4 to 3.6-3.8 us (in-process
+        relay with stand-in sockets, one frame per 5 ms, 400 frames a run)."""
         states = self.states
         rlist = [st.in_sock for st in states] + [self._wake_r]
         receivers = {st.in_sock: st.receive for st in states}
