@@ -177,7 +177,7 @@ def test_bad_topology_file_fails_cleanly(tmp_path):
                         "--topology", str(bad)], capture_output=True, text=True, timeout=60,
                        cwd=ROOT)
     assert r.returncode == 2
-    assert "lat = 95 is outside" in r.stderr and str(bad) in r.stderr
+    assert "lat: 95 is outside" in r.stderr and str(bad) in r.stderr
     assert "Traceback" not in r.stderr
 
 
