@@ -21,6 +21,8 @@ import socket
 import sys
 import threading
 
+from common.keyfile import read_key
+
 from .config import ControllerConfig, parse_argv
 from .plan import PlanError, load_plan
 
@@ -58,17 +60,6 @@ def preflight(cfg: ControllerConfig, check_only: bool) -> str | None:
     return None
 
 
-def read_key(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            key = f.read().rstrip(b"\r\n")
-    except OSError as e:
-        raise ValueError(f"--adv-key-file {path}: {e.strerror}") from None
-    if not key:
-        raise ValueError(f"--adv-key-file {path} is empty")
-    return key
-
-
 def main(argv: list[str] | None = None) -> int:
     cfg, args = parse_argv(argv, description=(__doc__ or "").split("\n")[0])
     try:
@@ -83,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from .policy import PolicyError, make_policy
     try:
         policy = make_policy(cfg.policy, cfg.policy_params)  # fails before listening
-        adv_key = read_key(cfg.adv_key_file) if cfg.adv_key_file else None
+        adv_key = read_key(cfg.adv_key_file, "--adv-key-file") if cfg.adv_key_file else None
     except (ValueError, PolicyError) as e:
         print(f"controller: {e}", file=sys.stderr)
         return EXIT_BAD_PLAN

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from common import checks, flags
 from common.flags import flag
+from common.keyfile import read_key
 from topology.addressing import ADV_ADDR, ADV_PORT, SERVICE_PORT
 
 from .protocol import (
@@ -158,24 +159,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_key(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            key = f.read().rstrip(b"\r\n")
-    except OSError as e:
-        raise ValueError(f"--key-file {path}: cannot read ({e.strerror})") from None
-    if not key:
-        raise ValueError(f"--key-file {path}: the key is empty; put a shared secret in it")
-    return key
-
-
 def parse_argv(argv: list[str] | None = None) -> GatewayConfig:
     """Parse and validate (the key file read, the advertisement it makes checked); exits
     with status 2 and a message naming the option on bad input."""
     p = parser()
     cfg = flags.from_args(GatewayConfig, p.parse_args(argv))
     try:
-        key = read_key(cfg.key_file) if cfg.key_file else None
+        key = read_key(cfg.key_file, "--key-file") if cfg.key_file else None
     except ValueError as e:
         p.error(str(e))
     cfg = dataclasses.replace(cfg, key=key)
