@@ -213,8 +213,8 @@ class GatewayAgents:
             for gid, p in self.procs.items():
                 if p.poll() is not None:
                     raise BuildError(f"gateway agent {gid} exited with status {p.returncode}:"
-                                       f"\n{procs.stderr_tail(self.dir / f'{gid}.stderr')}")
+                                     f"\n{procs.stderr_tail(self.dir / f'{gid}.stderr')}")
             if time.monotonic() > deadline:
                 raise BuildError(f"gateways not registered after {timeout:.0f} s: missing "
-                                   f"{sorted(want - alive)}\n{controller.log_tail()}")
+                                 f"{sorted(want - alive)}\n{controller.log_tail()}")
             time.sleep(0.05)
